@@ -1,0 +1,262 @@
+// Torch-facing layer of the Gram log-determinant family: schemas, input checks, device-generic
+// drivers, Meta (shape) kernels and the C++ autograd kernel, all registered in namespace mfkernels.
+//
+//   gram_logdet(J, rtol=None)             -> 0.5 log det(J^T J), shape J.shape[:-2]   (differentiable)
+//   gram_logdet_forward(J, rtol=None)     -> (half_logdet, L, perm)   P^T J^T J P = L L^T, saved
+//   gram_logdet_backward(grad, J, L, perm)-> grad * J (J^T J)^{-1}            (no refactorisation)
+//   gram_logdet_jvp(J, L, perm, J_dot)    -> tr((J^T J)^{-1} J^T J_dot)      (forward-mode tangent)
+//
+// The derivative d/dJ 0.5 log det(J^T J) = J (J^T J)^{-1} and its contraction with a tangent are
+// what M-flow (paper 000) and chart flows (004, eq. 2) need for exact injective-flow densities.
+#include "gram_kernels.h"
+
+#include <ATen/ops/empty.h>
+#include <ATen/ops/matmul.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/sum.h>
+#include <c10/core/SymInt.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/library.h>
+
+#include <limits>
+#include <vector>
+
+namespace mfk {
+namespace gram {
+namespace {
+
+using at::Tensor;
+
+void check_floating(const Tensor& t, const char* op, const char* name) {
+  TORCH_CHECK(t.defined(), op, ": argument '", name, "' is undefined");
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": argument '",
+              name, "' must be float32 or float64, got ", t.scalar_type());
+}
+
+void check_same_device_dtype(const Tensor& ref, const char* ref_name, const Tensor& t,
+                             const char* op, const char* name) {
+  TORCH_CHECK(t.device() == ref.device(), op, ": argument '", name, "' is on ", t.device(),
+              " but '", ref_name, "' is on ", ref.device(), "; move both to one device");
+  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": argument '", name, "' has dtype ",
+              t.scalar_type(), " but '", ref_name, "' has dtype ", ref.scalar_type());
+}
+
+// J must be (..., D, d) with D >= d >= 1. Works on symbolic sizes so Meta kernels share it.
+void check_jacobian(const Tensor& J, const char* op) {
+  check_floating(J, op, "J");
+  TORCH_CHECK(J.dim() >= 2, op, ": argument 'J' must have shape (..., D, d), got a ", J.dim(),
+              "-d tensor");
+  const c10::SymInt& D = J.sym_size(-2);
+  const c10::SymInt& d = J.sym_size(-1);
+  TORCH_CHECK(d >= 1 && D >= 1, op, ": argument 'J' must have D >= 1 and d >= 1 in (..., D, d), got ",
+              J.sym_sizes());
+  TORCH_CHECK(D >= d, op, ": argument 'J' must have D >= d (an injective map's Jacobian, (..., D, d)), got D = ",
+              D, ", d = ", d);
+}
+
+double resolve_rtol(std::optional<double> rtol, const Tensor& J) {
+  if (rtol.has_value()) {
+    TORCH_CHECK(*rtol >= 0.0 && *rtol < 1.0, "mfkernels.gram_logdet: argument 'rtol' must be in [0, 1), got ",
+                *rtol);
+    return *rtol;
+  }
+  // A pivot below d * eps of the largest diagonal entry of J^T J is rounding noise: J^T J is then
+  // singular to working precision, the same criterion numpy.linalg.matrix_rank applies to it.
+  const double eps = J.scalar_type() == at::kFloat ? std::numeric_limits<float>::epsilon()
+                                                   : std::numeric_limits<double>::epsilon();
+  return static_cast<double>(J.size(-1)) * eps;
+}
+
+std::vector<int64_t> batch_shape(const Tensor& J) {
+  return std::vector<int64_t>(J.sizes().begin(), J.sizes().end() - 2);
+}
+
+std::vector<c10::SymInt> sym_batch_shape(const Tensor& J) {
+  return std::vector<c10::SymInt>(J.sym_sizes().begin(), J.sym_sizes().end() - 2);
+}
+
+Tensor as_batched_matrices(const Tensor& t, int64_t B) {
+  return t.reshape({B, t.size(-2), t.size(-1)}).contiguous();
+}
+
+std::tuple<Tensor, Tensor, Tensor> factor(const Tensor& J, double rtol) {
+  if (J.is_cpu()) return factor_cpu(J, rtol);
+#ifdef MFK_WITH_CUDA
+  if (J.is_cuda()) return factor_cuda(J, rtol);
+#endif
+  TORCH_CHECK(false, "mfkernels.gram_logdet: no kernel for device ", J.device(),
+              " (this build has CPU", (J.is_cuda() ? " only; rebuild with CUDA" : ""), ")");
+}
+
+Tensor jacobian_times_inverse(const Tensor& J, const Tensor& L, const Tensor& perm, const Tensor& scale) {
+  if (J.is_cpu()) return jacobian_times_inverse_cpu(J, L, perm, scale);
+#ifdef MFK_WITH_CUDA
+  if (J.is_cuda()) return jacobian_times_inverse_cuda(J, L, perm, scale);
+#endif
+  TORCH_CHECK(false, "mfkernels.gram_logdet_backward: no kernel for device ", J.device());
+}
+
+// Checks the saved factor (L, perm) against J: J's batch shape + (d, d) and + (d,), J's device.
+void check_factor(const Tensor& J, const Tensor& L, const Tensor& perm, const char* op) {
+  check_jacobian(J, op);
+  check_floating(L, op, "L");
+  check_same_device_dtype(J, "J", L, op, "L");
+  TORCH_CHECK(L.dim() == J.dim() && L.sym_size(-1) == J.sym_size(-1) && L.sym_size(-2) == J.sym_size(-1),
+              op, ": argument 'L' must be the factor returned by gram_logdet_forward, shape (..., d, d) = ",
+              sym_batch_shape(J), " + [", J.sym_size(-1), ", ", J.sym_size(-1), "], got ", L.sym_sizes());
+  for (int64_t i = 0; i < J.dim() - 2; ++i) {
+    TORCH_CHECK(L.sym_size(i) == J.sym_size(i), op, ": argument 'L' has batch shape ", L.sym_sizes(),
+                " but 'J' has ", J.sym_sizes());
+  }
+  TORCH_CHECK(perm.defined() && perm.scalar_type() == at::kLong, op,
+              ": argument 'perm' must be the int64 permutation returned by gram_logdet_forward");
+  TORCH_CHECK(perm.device() == J.device(), op, ": argument 'perm' is on ", perm.device(), " but 'J' is on ",
+              J.device());
+  TORCH_CHECK(perm.sym_sizes() == L.sym_sizes().slice(0, L.dim() - 1), op,
+              ": argument 'perm' must have shape ", L.sym_sizes().slice(0, L.dim() - 1), ", got ", perm.sym_sizes());
+}
+
+void check_batch_tensor(const Tensor& J, const Tensor& t, const char* op, const char* name) {
+  check_floating(t, op, name);
+  check_same_device_dtype(J, "J", t, op, name);
+  const auto expected = sym_batch_shape(J);
+  TORCH_CHECK(t.sym_sizes() == c10::SymIntArrayRef(expected), op, ": argument '", name,
+              "' must have J's batch shape ", expected, ", got ", t.sym_sizes());
+}
+
+// ---- real kernels (CPU and CUDA share these drivers; only factor and jacobian_times_inverse differ) ----
+
+std::tuple<Tensor, Tensor, Tensor> gram_logdet_forward(const Tensor& J, std::optional<double> rtol) {
+  check_jacobian(J, "mfkernels.gram_logdet");
+  const auto batch = batch_shape(J);
+  const int64_t B = c10::multiply_integers(batch);
+  const int64_t D = J.size(-2), d = J.size(-1);
+  TORCH_CHECK(D * d < std::numeric_limits<int>::max(), "mfkernels.gram_logdet: argument 'J' has D * d = ",
+              D * d, " entries per matrix; at most 2^31 - 1 are supported");
+  auto [half_logdet, L, perm] = factor(as_batched_matrices(J, B), resolve_rtol(rtol, J));
+  std::vector<int64_t> factor_shape(batch);
+  factor_shape.push_back(d);
+  const Tensor perm_out = perm.view(factor_shape);
+  factor_shape.push_back(d);
+  return {half_logdet.view(batch), L.view(factor_shape), perm_out};
+}
+
+Tensor gram_logdet(const Tensor& J, std::optional<double> rtol) {
+  return std::get<0>(gram_logdet_forward(J, rtol));
+}
+
+Tensor gram_logdet_backward(const Tensor& grad, const Tensor& J, const Tensor& L, const Tensor& perm) {
+  const char* op = "mfkernels.gram_logdet_backward";
+  check_factor(J, L, perm, op);
+  check_batch_tensor(J, grad, op, "grad");
+  const int64_t B = c10::multiply_integers(batch_shape(J));
+  return jacobian_times_inverse(as_batched_matrices(J, B), as_batched_matrices(L, B),
+                                perm.reshape({B, J.size(-1)}).contiguous(), grad.reshape({B}).contiguous())
+      .view(J.sizes());
+}
+
+Tensor gram_logdet_jvp(const Tensor& J, const Tensor& L, const Tensor& perm, const Tensor& J_dot) {
+  const char* op = "mfkernels.gram_logdet_jvp";
+  check_factor(J, L, perm, op);
+  check_floating(J_dot, op, "J_dot");
+  check_same_device_dtype(J, "J", J_dot, op, "J_dot");
+  TORCH_CHECK(J_dot.sym_sizes() == J.sym_sizes(), op, ": argument 'J_dot' must have J's shape ",
+              J.sym_sizes(), ", got ", J_dot.sym_sizes());
+  const auto batch = batch_shape(J);
+  const int64_t B = c10::multiply_integers(batch);
+  const Tensor JW = jacobian_times_inverse(as_batched_matrices(J, B), as_batched_matrices(L, B),
+                                           perm.reshape({B, J.size(-1)}).contiguous(), at::ones({B}, J.options()));
+  return at::sum(JW.mul(as_batched_matrices(J_dot, B)), {-2, -1}).view(batch);
+}
+
+// ---- Meta kernels: shapes only, symbolic so torch.compile(dynamic=True) and export trace them ----
+
+std::tuple<Tensor, Tensor, Tensor> gram_logdet_forward_meta(const Tensor& J, std::optional<double> rtol) {
+  check_jacobian(J, "mfkernels.gram_logdet");
+  auto batch = sym_batch_shape(J);
+  Tensor half_logdet = at::empty_symint(batch, J.options());
+  batch.push_back(J.sym_size(-1));
+  Tensor perm = at::empty_symint(batch, J.options().dtype(at::kLong));
+  batch.push_back(J.sym_size(-1));
+  return {half_logdet, at::empty_symint(batch, J.options()), perm};
+}
+
+Tensor gram_logdet_meta(const Tensor& J, std::optional<double> rtol) {
+  return std::get<0>(gram_logdet_forward_meta(J, rtol));
+}
+
+Tensor gram_logdet_backward_meta(const Tensor& grad, const Tensor& J, const Tensor& L, const Tensor& perm) {
+  check_factor(J, L, perm, "mfkernels.gram_logdet_backward");
+  check_batch_tensor(J, grad, "mfkernels.gram_logdet_backward", "grad");
+  return at::empty_symint(J.sym_sizes(), J.options());
+}
+
+Tensor gram_logdet_jvp_meta(const Tensor& J, const Tensor& L, const Tensor& perm, const Tensor& J_dot) {
+  check_factor(J, L, perm, "mfkernels.gram_logdet_jvp");
+  return at::empty_symint(sym_batch_shape(J), J.options());
+}
+
+// ---- Autograd kernel for the one-call op (C++ and TorchScript users; Python wraps the primitives
+// in an autograd.Function that also supplies jvp and vmap) ----
+
+class GramLogdetFunction : public torch::autograd::Function<GramLogdetFunction> {
+ public:
+  static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& J,
+                        std::optional<double> rtol) {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("mfkernels::gram_logdet_forward", "")
+                         .typed<decltype(gram_logdet_forward)>();
+    auto [half_logdet, L, perm] = op.call(J, rtol);
+    ctx->save_for_backward({J, L, perm});
+    return half_logdet;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("mfkernels::gram_logdet_backward", "")
+                         .typed<decltype(gram_logdet_backward)>();
+    const auto saved = ctx->get_saved_variables();
+    return {op.call(grad_outputs[0].contiguous(), saved[0], saved[1], saved[2]), Tensor()};
+  }
+};
+
+Tensor gram_logdet_autograd(const Tensor& J, std::optional<double> rtol) {
+  return GramLogdetFunction::apply(J, rtol);
+}
+
+void register_device_drivers(torch::Library& m) {
+  m.impl("gram_logdet", gram_logdet);
+  m.impl("gram_logdet_forward", gram_logdet_forward);
+  m.impl("gram_logdet_backward", gram_logdet_backward);
+  m.impl("gram_logdet_jvp", gram_logdet_jvp);
+}
+
+}  // namespace
+}  // namespace gram
+}  // namespace mfk
+
+TORCH_LIBRARY_FRAGMENT(mfkernels, m) {
+  m.def("gram_logdet(Tensor J, float? rtol=None) -> Tensor");
+  m.def("gram_logdet_forward(Tensor J, float? rtol=None) -> (Tensor half_logdet, Tensor L, Tensor perm)");
+  m.def("gram_logdet_backward(Tensor grad, Tensor J, Tensor L, Tensor perm) -> Tensor");
+  m.def("gram_logdet_jvp(Tensor J, Tensor L, Tensor perm, Tensor J_dot) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(mfkernels, CPU, m) { mfk::gram::register_device_drivers(m); }
+
+#ifdef MFK_WITH_CUDA
+// The drivers are device-generic; only gram_kernels.h's primitives have CUDA implementations.
+TORCH_LIBRARY_IMPL(mfkernels, CUDA, m) { mfk::gram::register_device_drivers(m); }
+#endif
+
+TORCH_LIBRARY_IMPL(mfkernels, Meta, m) {
+  m.impl("gram_logdet", mfk::gram::gram_logdet_meta);
+  m.impl("gram_logdet_forward", mfk::gram::gram_logdet_forward_meta);
+  m.impl("gram_logdet_backward", mfk::gram::gram_logdet_backward_meta);
+  m.impl("gram_logdet_jvp", mfk::gram::gram_logdet_jvp_meta);
+}
+
+TORCH_LIBRARY_IMPL(mfkernels, Autograd, m) {
+  m.impl("gram_logdet", mfk::gram::gram_logdet_autograd);
+}

@@ -1,0 +1,8 @@
+"""mfkernels.ops: the public home of every op. Each is a fused, exact torch op with analytic
+backward (and tangent) kernels, a pure-torch twin in `mfkernels.reference`, and a registry entry
+(`all_ops()`) naming its twin and benchmark shapes."""
+
+from ._registry import OpSpec, all_ops, get_op
+from .gram import gram_logdet
+
+__all__ = ["OpSpec", "all_ops", "get_op", "gram_logdet"]

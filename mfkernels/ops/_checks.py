@@ -1,0 +1,33 @@
+"""Input validation shared by all ops: errors name the argument and say what was expected."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+FLOATING = (torch.float32, torch.float64)
+
+
+def check_tensor(op: str, name: str, value: object, *, min_dim: int = 0) -> Tensor:
+    """A float32/float64 tensor with at least `min_dim` dimensions, or a TypeError/ValueError."""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{op}: argument '{name}' must be a torch.Tensor, got {type(value).__name__}")
+    if value.dtype not in FLOATING:
+        raise TypeError(
+            f"{op}: argument '{name}' must be float32 or float64, got {value.dtype}; "
+            f"convert with {name}.double() or {name}.float()"
+        )
+    if value.dim() < min_dim:
+        raise ValueError(
+            f"{op}: argument '{name}' must have at least {min_dim} dimensions, "
+            f"got shape {tuple(value.shape)}"
+        )
+    return value
+
+
+def check_unit_interval(op: str, name: str, value: float | None) -> None:
+    """None, or a float in [0, 1)."""
+    if value is None:
+        return
+    if not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"{op}: argument '{name}' must be None or a float in [0, 1), got {value!r}")

@@ -1,0 +1,52 @@
+"""The op registry: every public op with its reference twin and benchmark shapes.
+
+`mfkernels bench`, `benchmarks/` and the coverage tests iterate over it, so adding an op means one
+`register(OpSpec(...))` call next to the op's definition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """An op, its twin, and how to make benchmark inputs for it.
+
+    make_inputs(shape, dtype, device, generator) returns the positional tensor arguments shared
+    by op and twin; benchmarks differentiate the sum of the output with respect to all of them.
+    """
+
+    name: str
+    op: Callable[..., torch.Tensor]
+    reference: Callable[..., torch.Tensor]
+    make_inputs: Callable[..., tuple[torch.Tensor, ...]]
+    bench_shapes: Sequence[tuple[int, ...]]
+    shape_names: str
+    # torch.ops.mfkernels entries that implement this op (forward/backward/tangent kernels).
+    primitives: Sequence[str] = field(default_factory=tuple)
+
+
+_REGISTRY: dict[str, OpSpec] = {}
+
+
+def register(spec: OpSpec) -> OpSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"op '{spec.name}' is registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def all_ops() -> dict[str, OpSpec]:
+    """Registered ops by name, in registration order."""
+    return dict(_REGISTRY)
+
+
+def get_op(name: str) -> OpSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown op '{name}'; known ops: {', '.join(_REGISTRY)}") from None

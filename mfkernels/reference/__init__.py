@@ -1,0 +1,9 @@
+"""Pure-torch reference twins of every mfkernels op, written for readability, not speed.
+
+Tests use them as oracles and `mfkernels bench` as the autograd baseline. A twin takes the same
+tensor arguments as its op and returns the same values (up to floating point) on well-posed input.
+"""
+
+from .gram import gram_logdet
+
+__all__ = ["gram_logdet"]

@@ -1,0 +1,90 @@
+"""Builds mfkernels' compiled ops with torch.utils.cpp_extension (ninja).
+
+CPU kernels are always built. CUDA kernels are built when the installed torch has CUDA and nvcc is
+found; MFKERNELS_CUDA=1 forces them (and fails if impossible), MFKERNELS_CUDA=0 disables them.
+TORCH_CUDA_ARCH_LIST and MAX_JOBS are honoured by cpp_extension itself.
+
+torch is never installed or upgraded by this build: it compiles against the torch already present,
+so build with `pip install --no-build-isolation ...`.
+"""
+
+import glob
+import os
+import re
+import sys
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _require_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        sys.exit(
+            "mfkernels: PyTorch is not installed. mfkernels compiles against the torch you run and "
+            "never installs one itself. Install torch first (`pip install -r requirements.txt` for "
+            "the tested CPU build, or the wheel for your CUDA from pytorch.org), then run "
+            "`pip install --no-build-isolation -e .`"
+        )
+    return torch
+
+
+def _version():
+    text = open(os.path.join(HERE, "mfkernels", "_version.py")).read()
+    return re.search(r'__version__ = "([^"]+)"', text).group(1)
+
+
+def _want_cuda(torch, cuda_home):
+    flag = os.environ.get("MFKERNELS_CUDA")
+    possible = torch.version.cuda is not None and cuda_home is not None
+    if flag not in (None, "", "0", "1"):
+        sys.exit(f"mfkernels: MFKERNELS_CUDA must be 0 or 1, got {flag!r}")
+    if flag == "1" and not possible:
+        why = "torch is a CPU-only build" if torch.version.cuda is None else "nvcc/CUDA_HOME not found"
+        sys.exit(f"mfkernels: MFKERNELS_CUDA=1 but CUDA kernels cannot be built here: {why}")
+    return possible if flag in (None, "") else flag == "1"
+
+
+def _extensions():
+    torch = _require_torch()
+    from torch.utils.cpp_extension import CUDA_HOME, CppExtension, CUDAExtension
+
+    with_cuda = _want_cuda(torch, CUDA_HOME)
+    sources = sorted(
+        glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*.cpp") + glob.glob("csrc/cpu/*.cpp")
+    )
+    macros = [("MFK_VERSION", f'"{_version()}"')]
+    # ATen's parallel_for is an inline `#pragma omp parallel`: without OpenMP it runs serially.
+    cxx = ["-O3", "-fopenmp"]
+    if with_cuda:
+        sources += sorted(glob.glob("csrc/cuda/*.cu"))
+        macros.append(("MFK_WITH_CUDA", None))
+    extension = CUDAExtension if with_cuda else CppExtension
+    print(f"mfkernels: building CPU{' + CUDA' if with_cuda else ''} kernels", file=sys.stderr)
+    return [
+        extension(
+            name="mfkernels._C",
+            sources=sources,
+            define_macros=macros,
+            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
+            extra_link_args=["-fopenmp"],
+        )
+    ], torch
+
+
+def main():
+    ext_modules, torch = _extensions()
+    from torch.utils.cpp_extension import BuildExtension
+
+    setup(
+        version=_version(),
+        packages=find_packages(include=["mfkernels", "mfkernels.*"]),
+        ext_modules=ext_modules,
+        cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    )
+
+
+if __name__ == "__main__":
+    main()
