@@ -48,9 +48,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> factor_cpu(const at::Tensor& J, d
     const scalar_t tol = static_cast<scalar_t>(rtol);
     const int64_t work = (fused ? int64_t(D) * d * d : 0) + int64_t(d) * d * d;
     at::parallel_for(0, B, grain_for(work), [&](int64_t b0, int64_t b1) {
+      std::vector<scalar_t> Jt(fused ? static_cast<size_t>(D) * d : 0);
       for (int64_t b = b0; b < b1; ++b) {
         scalar_t* Lb = Lp + b * d * d;
-        if (fused) gram_accumulate_rows(Jp + b * D * d, d, 0, D, d, Lb, d, 0, 1);
+        if (fused) {
+          transpose_to_columns(Jp + b * D * d, d, D, d, Jt.data(), D);
+          gram_from_columns(Jt.data(), D, D, d, Lb, d);
+        }
         scalar_t half_logdet = 0;
         const FactorStatus s = cholesky_pivoted(Lb, d, d, tol, pp + b * d, &half_logdet);
         finalize_factor(Lb, d, d, s, 0, 1);
@@ -82,6 +86,7 @@ at::Tensor jacobian_times_inverse_cpu(const at::Tensor& J, const at::Tensor& L, 
     const int64_t work = int64_t(d) * d * d + (fused ? int64_t(D) * d * d : 0);
     at::parallel_for(0, B, grain_for(work), [&](int64_t b0, int64_t b1) {
       std::vector<scalar_t> X(static_cast<size_t>(d) * d);
+      std::vector<scalar_t> Jt(fused ? static_cast<size_t>(D) * d : 0), Ot(Jt.size());
       for (int64_t b = b0; b < b1; ++b) {
         const scalar_t* Lb = Lp + b * d * d;
         scalar_t* Wb = Wp + b * d * d;
@@ -91,7 +96,10 @@ at::Tensor jacobian_times_inverse_cpu(const at::Tensor& J, const at::Tensor& L, 
         } else {
           fill_invalid_inverse(d, sp[b], Wb, d, 0, 1);
         }
-        if (fused) rows_times_matrix(Jp + b * D * d, d, 0, D, d, Wb, d, op + b * D * d, d, 0, 1);
+        if (fused) {
+          transpose_to_columns(Jp + b * D * d, d, D, d, Jt.data(), D);
+          columns_times_symmetric(Jt.data(), D, D, d, Wb, d, Ot.data(), op + b * D * d, d);
+        }
       }
     });
   });

@@ -45,6 +45,34 @@ MFK_HD void gram_accumulate_rows(const T* J, int ldj, int r0, int r1, int d, T* 
   }
 }
 
+// The same Gram product from a column-major copy Jt (Jt[k * ldt + i] = J[i][k]), for one thread:
+// each entry is a dot product of two contiguous columns with eight independent partial sums, which
+// the compiler turns into SIMD lanes. The CPU's fused path uses this layout; GPU blocks keep rows,
+// where consecutive threads reading consecutive k avoid shared-memory bank conflicts.
+template <typename T>
+MFK_HD void gram_from_columns(const T* Jt, int ldt, int n, int d, T* G, int ldg) {
+  for (int k = 0; k < d; ++k) {
+    const T* MFK_RESTRICT a = Jt + static_cast<int64_t>(k) * ldt;
+    for (int l = 0; l <= k; ++l) {
+      const T* MFK_RESTRICT b = Jt + static_cast<int64_t>(l) * ldt;
+      T s[8] = {};
+      int i = 0;
+      for (; i + 7 < n; i += 8)
+        for (int u = 0; u < 8; ++u) s[u] += a[i + u] * b[i + u];
+      T acc = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+      for (; i < n; ++i) acc += a[i] * b[i];
+      G[k * ldg + l] += acc;
+    }
+  }
+}
+
+// Column-major copy of the row-major D x d matrix J (one thread), for gram_from_columns.
+template <typename T>
+MFK_HD void transpose_to_columns(const T* J, int ldj, int D, int d, T* Jt, int ldt) {
+  for (int i = 0; i < D; ++i)
+    for (int k = 0; k < d; ++k) Jt[static_cast<int64_t>(k) * ldt + i] = J[static_cast<int64_t>(i) * ldj + k];
+}
+
 // Largest diagonal entry: the scale against which a pivot counts as numerically zero.
 template <typename T>
 MFK_HD T max_diagonal(const T* A, int lda, int d) {
@@ -240,32 +268,23 @@ MFK_HD void scaled_inverse_from_lower_inverse(const T* X, int ldx, int d, const 
   }
 }
 
-// out[i][:] = J[i][:] W for rows i in [r0, r1): the gradient J G^{-1} once W = scale G^{-1}.
-// Entries (i, l) are split over threads; one thread runs rows with a contiguous inner loop.
+// out = J W for symmetric W, from the column-major copy Jt (one thread): computes out^T = W J^T
+// column by column, so every inner loop runs over n contiguous rows (SIMD lanes), then writes out
+// row-major. Ot is an n x d scratch (column-major).
 template <typename T>
-MFK_HD void rows_times_matrix(const T* J, int ldj, int r0, int r1, int d, const T* W, int ldw, T* out,
-                              int ldo, int tid, int nthreads) {
-  if (nthreads == 1) {
-    for (int i = r0; i < r1; ++i) {
-      T* MFK_RESTRICT o = out + static_cast<int64_t>(i) * ldo;
-      const T* MFK_RESTRICT row = J + static_cast<int64_t>(i) * ldj;
-      for (int l = 0; l < d; ++l) o[l] = T(0);
-      for (int k = 0; k < d; ++k) {
-        const T jk = row[k];
-        const T* MFK_RESTRICT w = W + k * ldw;
-        for (int l = 0; l < d; ++l) o[l] += jk * w[l];
-      }
+MFK_HD void columns_times_symmetric(const T* Jt, int ldt, int n, int d, const T* W, int ldw, T* Ot,
+                                    T* out, int ldo) {
+  for (int l = 0; l < d; ++l) {
+    T* MFK_RESTRICT o = Ot + static_cast<int64_t>(l) * n;
+    for (int i = 0; i < n; ++i) o[i] = T(0);
+    for (int k = 0; k < d; ++k) {
+      const T w = W[l * ldw + k];
+      const T* MFK_RESTRICT jt = Jt + static_cast<int64_t>(k) * ldt;
+      for (int i = 0; i < n; ++i) o[i] += w * jt[i];
     }
-    return;
   }
-  const int64_t n = static_cast<int64_t>(r1 - r0) * d;
-  for (int64_t q = tid; q < n; q += nthreads) {
-    const int i = r0 + static_cast<int>(q / d);
-    const int l = static_cast<int>(q % d);
-    T s = T(0);
-    for (int k = 0; k < d; ++k) s += J[i * ldj + k] * W[k * ldw + l];
-    out[i * ldo + l] = s;
-  }
+  for (int i = 0; i < n; ++i)
+    for (int l = 0; l < d; ++l) out[static_cast<int64_t>(i) * ldo + l] = Ot[static_cast<int64_t>(l) * n + i];
 }
 
 // Whether a factor produced by finalize_factor is usable (not marked singular or non-finite).

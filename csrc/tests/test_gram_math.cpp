@@ -208,12 +208,24 @@ static void test_inverse_and_gradient_product() {
         err = std::max(err, std::fabs(s - (a == b ? 2.0 : 0.0)));
       }
     EXPECT(err < 1e-10, "G * (2 G^-1) != 2 I for d=%d, error %g", d, err);
-    std::vector<double> out1(static_cast<size_t>(D) * d), out2(static_cast<size_t>(D) * d);
-    rows_times_matrix(J.data(), d, 0, D, d, W.data(), d, out1.data(), d, 0, 1);
-    for (int tid = 0; tid < 7; ++tid) rows_times_matrix(J.data(), d, 0, D, d, W.data(), d, out2.data(), d, tid, 7);
+    // The CPU's column-layout routines against the textbook products.
+    std::vector<double> Jt(static_cast<size_t>(D) * d), Ot(Jt.size()), out(Jt.size());
+    transpose_to_columns(J.data(), d, D, d, Jt.data(), D);
+    columns_times_symmetric(Jt.data(), D, D, d, W.data(), d, Ot.data(), out.data(), d);
     double diff = 0;
-    for (size_t q = 0; q < out1.size(); ++q) diff = std::max(diff, std::fabs(out1[q] - out2[q]));
-    EXPECT(diff < 1e-12, "rows_times_matrix thread split differs for d=%d by %g", d, diff);
+    for (int i = 0; i < D; ++i)
+      for (int l = 0; l < d; ++l) {
+        double s = 0;
+        for (int k = 0; k < d; ++k) s += J[i * d + k] * W[k * d + l];
+        diff = std::max(diff, std::fabs(out[i * d + l] - s));
+      }
+    EXPECT(diff < 1e-12, "columns_times_symmetric differs from J W for d=%d by %g", d, diff);
+    std::vector<double> Gc(static_cast<size_t>(d) * d, 0.0);
+    gram_from_columns(Jt.data(), D, D, d, Gc.data(), d);
+    double gdiff = 0;
+    for (int k = 0; k < d; ++k)
+      for (int l = 0; l <= k; ++l) gdiff = std::max(gdiff, std::fabs(Gc[k * d + l] - G[k * d + l]));
+    EXPECT(gdiff < 1e-12 * D, "gram_from_columns differs from J^T J for d=%d by %g", d, gdiff);
     std::vector<double> Wz(static_cast<size_t>(d) * d);
     fill_invalid_inverse(d, 0.0, Wz.data(), d, 0, 1);
     EXPECT(Wz[d * d - 1] == 0.0, "zero incoming gradient must give a zero inverse, d=%d", d);
