@@ -1,7 +1,7 @@
 """`mfkernels bench`: every registered op against its pure-torch twin, in the same process.
 
 For each op and benchmark shape it times the forward pass (under no_grad) and forward + backward
-(gradient of the output's sum with respect to every input) of the op and of the twin, takes the
+(gradient of the sum of all outputs with respect to every input) of the op and of the twin, takes the
 median over repeats after a warm-up (torch.utils.benchmark, which synchronises CUDA), and reports
 twin time / op time as the speed-up. Results go to a table and, optionally, a JSON file.
 """
@@ -38,9 +38,15 @@ def _forward(fn, inputs):
     return run
 
 
+def _total(out) -> torch.Tensor:
+    """A scalar depending on every output (ops may return a tensor or a tuple of tensors)."""
+    outs = out if isinstance(out, tuple) else (out,)
+    return sum(o.sum() for o in outs)
+
+
 def _forward_backward(fn, inputs):
     def run():
-        torch.autograd.grad(fn(*inputs).sum(), inputs)
+        torch.autograd.grad(_total(fn(*inputs)), inputs)
 
     return run
 

@@ -3,6 +3,7 @@ backward (and tangent) kernels, a pure-torch twin in `mfkernels.reference`, and 
 (`all_ops()`) naming its twin and benchmark shapes."""
 
 from ._registry import OpSpec, all_ops, get_op
+from .coupling import affine_coupling
 from .gram import gram_logdet
 
-__all__ = ["OpSpec", "all_ops", "get_op", "gram_logdet"]
+__all__ = ["OpSpec", "affine_coupling", "all_ops", "get_op", "gram_logdet"]

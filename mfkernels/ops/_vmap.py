@@ -1,8 +1,11 @@
-"""vmap rules for compiled ops that treat every leading dimension as a batch dimension.
+"""vmap rules for the compiled ops, so torch.func.vmap calls each op once instead of falling back
+to a slow per-sample loop.
 
-Such an op already is its own batching rule: moving the vmapped dimension of each tensor argument to
-the front (materialising it where an argument is not vmapped) and calling the op once is exact.
-Without a registered rule, torch.func.vmap falls back to a slow per-sample loop.
+Two layouts cover the ops:
+- leading-batch ops (e.g. gram_logdet) treat every leading dimension as a batch dimension, so
+  moving the vmapped dimension of each argument to the front is already exact;
+- row ops (e.g. affine_coupling) take rows (B, n) and per-row values (B,); the vmapped dimension
+  V is moved to the front and merged with B into V * B rows, and split off again afterwards.
 """
 
 from __future__ import annotations
@@ -29,5 +32,23 @@ def register_leading_batch_vmap(qualname: str) -> None:
         out = op(*args)
         out_dims = tuple(0 for _ in out) if isinstance(out, tuple) else 0
         return out, out_dims
+
+    torch.library.register_vmap(qualname, rule)
+
+
+def register_row_vmap(qualname: str) -> None:
+    """Registers the merge-into-rows rule for op `qualname`, whose tensors are (B, n) or (B,)."""
+
+    namespace, name = qualname.split("::")
+    op = getattr(getattr(torch.ops, namespace), name)
+
+    def rule(info, in_dims, *args):
+        V = info.batch_size
+        moved = [_to_front(a, d, V) for a, d in zip(args, in_dims)]
+        rows = next(a for a in moved if isinstance(a, torch.Tensor) and a.dim() == 3).shape[1]
+        flat = [a.reshape(V * rows, *a.shape[2:]) if isinstance(a, torch.Tensor) else a for a in moved]
+        out = op(*flat)
+        out = tuple(o.reshape(V, rows, *o.shape[1:]) for o in out)
+        return out, tuple(0 for _ in out)
 
     torch.library.register_vmap(qualname, rule)

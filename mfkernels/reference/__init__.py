@@ -4,6 +4,7 @@ Tests use them as oracles and `mfkernels bench` as the autograd baseline. A twin
 tensor arguments as its op and returns the same values (up to floating point) on well-posed input.
 """
 
+from .coupling import affine_coupling
 from .gram import gram_logdet
 
-__all__ = ["gram_logdet"]
+__all__ = ["affine_coupling", "gram_logdet"]

@@ -1,0 +1,182 @@
+// Torch-facing layer of the affine coupling family: schemas, input checks, device-generic drivers
+// and Meta kernels, registered in namespace mfkernels. Tensors are rows (B, n); the Python layer
+// (mfkernels.ops.affine_coupling) broadcasts and flattens, and wires autograd, jvp and vmap.
+//
+//   affine_coupling_forward(x, shift, scale, mode, clamp, inverse)              -> (y, logabsdet)
+//   affine_coupling_backward(grad_y, grad_logabsdet, x, shift, scale, ...)      -> (grad_x, grad_shift, grad_scale)
+//   affine_coupling_jvp(x, shift, scale, x_dot, shift_dot, scale_dot, ...)      -> (y_dot, logabsdet_dot)
+#include "coupling_kernels.h"
+
+#include "../math/coupling.h"
+
+#include <ATen/ops/empty.h>
+#include <c10/core/SymInt.h>
+#include <torch/library.h>
+
+#include <string>
+
+namespace mfk {
+namespace coupling {
+namespace {
+
+using at::Tensor;
+
+AffineOptions parse_options(c10::string_view mode, std::optional<double> clamp, bool inverse, const char* op) {
+  AffineOptions o{kExp, 0.0, inverse};
+  if (mode == "exp") {
+    o.mode = kExp;
+  } else if (mode == "softclamp") {
+    o.mode = kSoftclamp;
+  } else if (mode == "sigmoid") {
+    o.mode = kSigmoid;
+  } else if (mode == "volume_preserving") {
+    o.mode = kVolumePreserving;
+  } else {
+    TORCH_CHECK(false, op, ": argument 'mode' must be one of 'exp', 'softclamp', 'sigmoid', 'volume_preserving', got '",
+                std::string(mode), "'");
+  }
+  if (o.mode == kSoftclamp) {
+    TORCH_CHECK(clamp.has_value() && *clamp > 0.0, op,
+                ": argument 'clamp' must be a positive float with mode='softclamp', got ",
+                clamp.has_value() ? std::to_string(*clamp) : std::string("None"));
+    o.clamp = *clamp;
+  }
+  return o;
+}
+
+// Every argument is a (B, n) row tensor of `ref`'s shape, dtype and device.
+void check_rows(const Tensor& ref, const char* ref_name, std::initializer_list<std::pair<const Tensor*, const char*>> others,
+                const char* op) {
+  TORCH_CHECK(ref.defined() && (ref.scalar_type() == at::kFloat || ref.scalar_type() == at::kDouble), op,
+              ": argument '", ref_name, "' must be float32 or float64");
+  TORCH_CHECK(ref.dim() == 2, op, ": argument '", ref_name, "' must be rows of shape (B, n), got ", ref.sym_sizes());
+  for (const auto& [t, name] : others) {
+    TORCH_CHECK(t->defined(), op, ": argument '", name, "' is undefined");
+    TORCH_CHECK(t->device() == ref.device(), op, ": argument '", name, "' is on ", t->device(), " but '", ref_name,
+                "' is on ", ref.device());
+    TORCH_CHECK(t->scalar_type() == ref.scalar_type(), op, ": argument '", name, "' has dtype ", t->scalar_type(),
+                " but '", ref_name, "' has dtype ", ref.scalar_type());
+    TORCH_CHECK(t->sym_sizes() == ref.sym_sizes(), op, ": argument '", name, "' must have shape ", ref.sym_sizes(),
+                " like '", ref_name, "', got ", t->sym_sizes());
+  }
+}
+
+void check_per_row(const Tensor& ref, const Tensor& t, const char* name, const char* op) {
+  TORCH_CHECK(t.defined() && t.scalar_type() == ref.scalar_type() && t.device() == ref.device(), op,
+              ": argument '", name, "' must match x's dtype and device");
+  TORCH_CHECK(t.dim() == 1 && t.sym_size(0) == ref.sym_size(0), op, ": argument '", name, "' must have shape (",
+              ref.sym_size(0), ",), got ", t.sym_sizes());
+}
+
+std::tuple<Tensor, Tensor> affine_coupling_forward(const Tensor& x, const Tensor& shift, const Tensor& scale,
+                                                   c10::string_view mode, std::optional<double> clamp, bool inverse) {
+  const char* op = "mfkernels.affine_coupling";
+  check_rows(x, "x", {{&shift, "shift"}, {&scale, "scale"}}, op);
+  const AffineOptions o = parse_options(mode, clamp, inverse, op);
+  const Tensor xc = x.contiguous(), tc = shift.contiguous(), sc = scale.contiguous();
+#ifdef MFK_WITH_CUDA
+  if (x.is_cuda()) return affine_forward_cuda(xc, tc, sc, o);
+#endif
+  TORCH_CHECK(x.is_cpu(), op, ": no kernel for device ", x.device());
+  return affine_forward_cpu(xc, tc, sc, o);
+}
+
+std::tuple<Tensor, Tensor, Tensor> affine_coupling_backward(const Tensor& grad_y, const Tensor& grad_logabsdet,
+                                                            const Tensor& x, const Tensor& shift, const Tensor& scale,
+                                                            c10::string_view mode, std::optional<double> clamp,
+                                                            bool inverse) {
+  const char* op = "mfkernels.affine_coupling_backward";
+  check_rows(x, "x", {{&shift, "shift"}, {&scale, "scale"}, {&grad_y, "grad_y"}}, op);
+  check_per_row(x, grad_logabsdet, "grad_logabsdet", op);
+  const AffineOptions o = parse_options(mode, clamp, inverse, op);
+  const Tensor g = grad_y.contiguous(), gl = grad_logabsdet.contiguous();
+  const Tensor xc = x.contiguous(), tc = shift.contiguous(), sc = scale.contiguous();
+#ifdef MFK_WITH_CUDA
+  if (x.is_cuda()) return affine_backward_cuda(g, gl, xc, tc, sc, o);
+#endif
+  TORCH_CHECK(x.is_cpu(), op, ": no kernel for device ", x.device());
+  return affine_backward_cpu(g, gl, xc, tc, sc, o);
+}
+
+std::tuple<Tensor, Tensor> affine_coupling_jvp(const Tensor& x, const Tensor& shift, const Tensor& scale,
+                                               const Tensor& x_dot, const Tensor& shift_dot, const Tensor& scale_dot,
+                                               c10::string_view mode, std::optional<double> clamp, bool inverse) {
+  const char* op = "mfkernels.affine_coupling_jvp";
+  check_rows(x, "x",
+             {{&shift, "shift"}, {&scale, "scale"}, {&x_dot, "x_dot"}, {&shift_dot, "shift_dot"}, {&scale_dot, "scale_dot"}},
+             op);
+  const AffineOptions o = parse_options(mode, clamp, inverse, op);
+  const Tensor xc = x.contiguous(), tc = shift.contiguous(), sc = scale.contiguous();
+  const Tensor xd = x_dot.contiguous(), td = shift_dot.contiguous(), sd = scale_dot.contiguous();
+#ifdef MFK_WITH_CUDA
+  if (x.is_cuda()) return affine_tangent_cuda(xc, tc, sc, xd, td, sd, o);
+#endif
+  TORCH_CHECK(x.is_cpu(), op, ": no kernel for device ", x.device());
+  return affine_tangent_cpu(xc, tc, sc, xd, td, sd, o);
+}
+
+// ---- Meta kernels ----
+
+std::tuple<Tensor, Tensor> affine_coupling_forward_meta(const Tensor& x, const Tensor& shift, const Tensor& scale,
+                                                        c10::string_view mode, std::optional<double> clamp,
+                                                        bool inverse) {
+  const char* op = "mfkernels.affine_coupling";
+  check_rows(x, "x", {{&shift, "shift"}, {&scale, "scale"}}, op);
+  parse_options(mode, clamp, inverse, op);
+  return {at::empty_symint(x.sym_sizes(), x.options()), at::empty_symint({x.sym_size(0)}, x.options())};
+}
+
+std::tuple<Tensor, Tensor, Tensor> affine_coupling_backward_meta(const Tensor& grad_y, const Tensor& grad_logabsdet,
+                                                                 const Tensor& x, const Tensor& shift,
+                                                                 const Tensor& scale, c10::string_view mode,
+                                                                 std::optional<double> clamp, bool inverse) {
+  const char* op = "mfkernels.affine_coupling_backward";
+  check_rows(x, "x", {{&shift, "shift"}, {&scale, "scale"}, {&grad_y, "grad_y"}}, op);
+  check_per_row(x, grad_logabsdet, "grad_logabsdet", op);
+  parse_options(mode, clamp, inverse, op);
+  return {at::empty_symint(x.sym_sizes(), x.options()), at::empty_symint(x.sym_sizes(), x.options()),
+          at::empty_symint(x.sym_sizes(), x.options())};
+}
+
+std::tuple<Tensor, Tensor> affine_coupling_jvp_meta(const Tensor& x, const Tensor& shift, const Tensor& scale,
+                                                    const Tensor& x_dot, const Tensor& shift_dot,
+                                                    const Tensor& scale_dot, c10::string_view mode,
+                                                    std::optional<double> clamp, bool inverse) {
+  const char* op = "mfkernels.affine_coupling_jvp";
+  check_rows(x, "x",
+             {{&shift, "shift"}, {&scale, "scale"}, {&x_dot, "x_dot"}, {&shift_dot, "shift_dot"}, {&scale_dot, "scale_dot"}},
+             op);
+  parse_options(mode, clamp, inverse, op);
+  return {at::empty_symint(x.sym_sizes(), x.options()), at::empty_symint({x.sym_size(0)}, x.options())};
+}
+
+void register_device_drivers(torch::Library& m) {
+  m.impl("affine_coupling_forward", affine_coupling_forward);
+  m.impl("affine_coupling_backward", affine_coupling_backward);
+  m.impl("affine_coupling_jvp", affine_coupling_jvp);
+}
+
+}  // namespace
+}  // namespace coupling
+}  // namespace mfk
+
+TORCH_LIBRARY_FRAGMENT(mfkernels, m) {
+  m.def("affine_coupling_forward(Tensor x, Tensor shift, Tensor scale, str mode=\"exp\", float? clamp=None, "
+        "bool inverse=False) -> (Tensor y, Tensor logabsdet)");
+  m.def("affine_coupling_backward(Tensor grad_y, Tensor grad_logabsdet, Tensor x, Tensor shift, Tensor scale, "
+        "str mode=\"exp\", float? clamp=None, bool inverse=False) -> (Tensor grad_x, Tensor grad_shift, Tensor grad_scale)");
+  m.def("affine_coupling_jvp(Tensor x, Tensor shift, Tensor scale, Tensor x_dot, Tensor shift_dot, Tensor scale_dot, "
+        "str mode=\"exp\", float? clamp=None, bool inverse=False) -> (Tensor y_dot, Tensor logabsdet_dot)");
+}
+
+TORCH_LIBRARY_IMPL(mfkernels, CPU, m) { mfk::coupling::register_device_drivers(m); }
+
+#ifdef MFK_WITH_CUDA
+TORCH_LIBRARY_IMPL(mfkernels, CUDA, m) { mfk::coupling::register_device_drivers(m); }
+#endif
+
+TORCH_LIBRARY_IMPL(mfkernels, Meta, m) {
+  m.impl("affine_coupling_forward", mfk::coupling::affine_coupling_forward_meta);
+  m.impl("affine_coupling_backward", mfk::coupling::affine_coupling_backward_meta);
+  m.impl("affine_coupling_jvp", mfk::coupling::affine_coupling_jvp_meta);
+}
