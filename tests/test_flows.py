@@ -1,0 +1,138 @@
+"""mfkernels.flows layers: exact invertibility, log-determinants against dense Jacobians, context
+conditioning, forward-mode AD through a stack, and torch.compile of a stack."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mfkernels import flows
+from mfkernels.ops import affine_coupling
+
+
+def randomise(module: torch.nn.Module, gen: torch.Generator, scale: float = 0.3) -> None:
+    """Moves every parameter off its (identity) initialisation so the test exercises real maps."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+
+
+def stack(features: int, context_features: int = 0) -> flows.Sequential:
+    layers = []
+    for i, mode in enumerate(["exp", "softclamp", "sigmoid", "volume_preserving"]):
+        layers += [
+            flows.AffineCoupling(features, flows.alternating_mask(features, even=i % 2 == 0), mode=mode,
+                                 context_features=context_features, hidden_features=16),
+            flows.Permutation(features, "random", seed=i),
+        ]
+    return flows.Sequential(*layers).double()
+
+
+@pytest.mark.parametrize("context_features", [0, 3])
+def test_stack_is_invertible_and_logabsdet_matches_dense_jacobian(context_features, gen):
+    features = 5
+    flow = stack(features, context_features)
+    randomise(flow, gen)
+    x = torch.randn(7, features, dtype=torch.float64, generator=gen)
+    context = torch.randn(7, context_features, dtype=torch.float64, generator=gen) if context_features else None
+    z, logabsdet = flow(x, context)
+    x_back, inverse_logabsdet = flow.inverse(z, context)
+    torch.testing.assert_close(x_back, x, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(inverse_logabsdet, -logabsdet)
+    for b in range(7):
+        ctx = None if context is None else context[b : b + 1]
+        jac = torch.autograd.functional.jacobian(lambda v: flow(v.unsqueeze(0), ctx)[0][0], x[b])
+        torch.testing.assert_close(logabsdet[b], torch.linalg.slogdet(jac).logabsdet)
+
+
+def test_coupling_starts_as_identity_and_uses_the_context(gen):
+    layer = flows.AffineCoupling(4, context_features=2, hidden_features=8).double()
+    x = torch.randn(3, 4, dtype=torch.float64, generator=gen)
+    c = torch.randn(3, 2, dtype=torch.float64, generator=gen)
+    z, logabsdet = layer(x, c)
+    torch.testing.assert_close(z, x)
+    assert (logabsdet == 0).all()
+    randomise(layer, gen)
+    z1, _ = layer(x, c)
+    z2, _ = layer(x, c + 1.0)
+    assert not torch.allclose(z1, z2), "the context must change the transform"
+    with pytest.raises(ValueError, match="expected a context of 2 features"):
+        layer(x)
+
+
+def test_layer_equals_the_op_on_its_transformed_half(gen):
+    layer = flows.AffineCoupling(6, mode="sigmoid", hidden_features=8).double()
+    randomise(layer, gen)
+    x = torch.randn(4, 6, dtype=torch.float64, generator=gen)
+    z, logabsdet = layer(x)
+    x_id, x_tr = x[:, ::2], x[:, 1::2]  # alternating mask: even features pass through
+    shift, scale = layer.conditioner(x_id).chunk(2, dim=-1)
+    y_tr, expected_logabsdet = affine_coupling(x_tr, shift, scale, mode="sigmoid")
+    torch.testing.assert_close(z[:, ::2], x_id)
+    torch.testing.assert_close(z[:, 1::2], y_tr)
+    torch.testing.assert_close(logabsdet, expected_logabsdet)
+
+
+def test_forward_mode_jacobian_of_the_inverse_stack(gen):
+    """jacfwd through layers built on the ops: the generator Jacobian M-flow's density needs."""
+    flow = stack(4)
+    randomise(flow, gen)
+    z = torch.randn(2, 4, dtype=torch.float64, generator=gen)
+    g = lambda v: flow.inverse(v)[0]
+    jac_fwd = torch.func.vmap(torch.func.jacfwd(lambda v: g(v.unsqueeze(0))[0]))(z)
+    jac_rev = torch.func.vmap(torch.func.jacrev(lambda v: g(v.unsqueeze(0))[0]))(z)
+    torch.testing.assert_close(jac_fwd, jac_rev)
+
+
+def test_torch_compile_of_a_stack_matches_eager(gen):
+    flow = stack(6)
+    randomise(flow, gen)
+    x = torch.randn(9, 6, dtype=torch.float64, generator=gen)
+    compiled = torch.compile(flow, fullgraph=True)
+    z, logabsdet = compiled(x)
+    z_eager, logabsdet_eager = flow(x)
+    torch.testing.assert_close(z, z_eager)
+    torch.testing.assert_close(logabsdet, logabsdet_eager)
+
+
+def test_bad_layer_arguments():
+    with pytest.raises(ValueError, match="both parts non-empty"):
+        flows.AffineCoupling(3, mask=torch.tensor([True, True, True]))
+    with pytest.raises(ValueError, match="not a permutation"):
+        flows.Permutation(3, torch.tensor([0, 0, 1]))
+    with pytest.raises(TypeError):
+        flows.Transform()
+
+
+def test_realnvp_on_two_moons_learns_the_density():
+    """Six softclamp couplings trained 300 Adam steps on two moons. The threshold comes from the
+    identical flow built on the reference twin (coupling_fn=reference.affine_coupling), which reached
+    a held-out NLL of 1.33 nats with these seeds; a Gaussian fit to the data sits near 2.7."""
+    import math
+
+    from mfkernels.data import two_moons
+
+    torch.manual_seed(0)
+    flow = flows.Sequential(
+        *[flows.AffineCoupling(2, flows.alternating_mask(2, even=i % 2 == 0), mode="softclamp", clamp=3.0)
+          for i in range(6)]
+    )
+    g = torch.Generator().manual_seed(1)
+    data, test = two_moons(20000, generator=g), two_moons(4000, generator=g)
+
+    def nll(x):
+        z, logabsdet = flow(x)
+        return -(-0.5 * z.square().sum(1) - math.log(2 * math.pi) + logabsdet).mean()
+
+    with torch.no_grad():
+        initial = nll(test).item()
+    optimizer = torch.optim.Adam(flow.parameters(), lr=3e-3)
+    for _ in range(300):
+        loss = nll(data[torch.randint(0, len(data), (256,), generator=g)])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        final = nll(test).item()
+    assert initial > 2.5, initial
+    assert final < 1.40, f"held-out NLL {final:.3f} nats; the twin flow reaches 1.33"
