@@ -5,6 +5,8 @@
 // block (tid = 0..nt-1 in turn, partial sums combined) against the single-thread path.
 #include "../math/coupling.h"
 
+#include "expect.h"
+
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -13,16 +15,6 @@
 using namespace mfk;
 using namespace mfk::coupling;
 
-static int failures = 0;
-#define EXPECT(cond, ...)                                          \
-  do {                                                             \
-    if (!(cond)) {                                                 \
-      ++failures;                                                  \
-      std::printf("FAIL %s:%d: %s  ", __FILE__, __LINE__, #cond); \
-      std::printf(__VA_ARGS__);                                    \
-      std::printf("\n");                                           \
-    }                                                              \
-  } while (0)
 
 template <typename T>
 static double ulp_error(T got, long double want) {
@@ -138,10 +130,5 @@ int main() {
   check_mode<kSoftclamp>(gen);
   check_mode<kSigmoid>(gen);
   check_mode<kVolumePreserving>(gen);
-  if (failures) {
-    std::printf("%d check(s) failed\n", failures);
-    return 1;
-  }
-  std::printf("all coupling math checks passed\n");
-  return 0;
+  return mfk_test::finish("coupling math");
 }

@@ -6,6 +6,8 @@
 // is how the work split used by the GPU kernels is verified on machines without a GPU.
 #include "../math/gram.h"
 
+#include "expect.h"
+
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -14,16 +16,6 @@
 using namespace mfk;
 using namespace mfk::gram;
 
-static int failures = 0;
-#define EXPECT(cond, ...)                                        \
-  do {                                                           \
-    if (!(cond)) {                                               \
-      ++failures;                                                \
-      std::printf("FAIL %s:%d: %s  ", __FILE__, __LINE__, #cond); \
-      std::printf(__VA_ARGS__);                                  \
-      std::printf("\n");                                         \
-    }                                                            \
-  } while (0)
 
 static std::vector<double> random_matrix(int rows, int cols, std::mt19937& gen) {
   std::normal_distribution<double> normal;
@@ -240,10 +232,5 @@ int main() {
   test_emulated_block_agrees_bitwise();
   test_singular_and_nonfinite();
   test_inverse_and_gradient_product();
-  if (failures) {
-    std::printf("%d check(s) failed\n", failures);
-    return 1;
-  }
-  std::printf("all gram math checks passed\n");
-  return 0;
+  return mfk_test::finish("gram math");
 }
