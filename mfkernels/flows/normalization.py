@@ -24,7 +24,14 @@ class ActNorm(Transform):
         self.features, self.feature_dim, self.eps = features, feature_dim, eps
         self.log_scale = nn.Parameter(torch.zeros(features))
         self.shift = nn.Parameter(torch.zeros(features))
+        # The buffer makes checkpoints remember the initialisation; forward branches on the Python
+        # flag mirrored from it, which torch.compile can guard on without a graph break.
         self.register_buffer("initialized", torch.tensor(False))
+        self._needs_init = True
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._needs_init = not bool(self.initialized)
 
     def _broadcast(self, p: Tensor, x: Tensor) -> Tensor:
         shape = [1] * x.dim()
@@ -39,11 +46,12 @@ class ActNorm(Transform):
         self.log_scale.copy_(-torch.log(std + self.eps))
         self.shift.copy_(-mean * torch.exp(self.log_scale))
         self.initialized.fill_(True)
+        self._needs_init = False
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if x.shape[self.feature_dim] != self.features:
             raise ValueError(f"ActNorm: expected {self.features} features in dim {self.feature_dim}, got {tuple(x.shape)}")
-        if self.training and not bool(self.initialized) and x.shape[0] > 1:
+        if self.training and self._needs_init and x.shape[0] > 1:
             self._initialize(x)
         return ops.affine_coupling(x, self._broadcast(self.shift, x), self._broadcast(self.log_scale, x), mode="exp")
 
