@@ -32,6 +32,25 @@ MFK_HD_INLINE double log_(double x) { return log(x); }
 // ln2), exp(r) by its Taylor polynomial (degree 7 for float, 13 for double: truncation below one ulp),
 // 2^n assembled in the exponent bits. Overflow gives +inf; results below the smallest normal
 // number flush to 0; NaN propagates. Accuracy: a few ulp (checked against libm in csrc/tests).
+// p * 2^n for an integer-valued n in [1 - kBias, kBias + 1], with 2^n assembled in the exponent
+// bits: adding kRound (1.5 * 2^mantissa) leaves n + kBias as an integer in the low mantissa bits,
+// and shifting it up by the mantissa width moves it into the exponent field. No float-to-int
+// conversion, so it vectorises and NaN cannot reach undefined behaviour. Shared by both exp_.
+template <typename T, typename Bits, int kMantissaBits, int kBias>
+MFK_HD_INLINE T times_pow2_(T p, T n, T kRound) {
+  const bool top = n > T(kBias);  // 2^(kBias + 1) is not representable: use 2^kBias * 2
+  p = top ? p * T(2) : p;
+  n = top ? T(kBias) : n;
+  const T biased = (n + T(kBias)) + kRound;
+  Bits bits;
+  memcpy(&bits, &biased, sizeof bits);
+  bits <<= kMantissaBits;
+  T scale;
+  memcpy(&scale, &bits, sizeof scale);
+  const T y = p * scale;
+  return n < T(1 - kBias) ? T(0) : y;  // below the smallest normal number: flush to zero
+}
+
 MFK_HD_INLINE float exp_(float x) {
   constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding and subtracting it rounds to an integer
   float n = (x * 1.44269504088896341f + kRound) - kRound;
@@ -45,17 +64,7 @@ MFK_HD_INLINE float exp_(float x) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  const bool top = n > 127.0f;  // 2^128 is not a float: use 2^127 * 2
-  p = top ? p * 2.0f : p;
-  n = top ? 127.0f : n;
-  const float biased = (n + 127.0f) + kRound;  // integer n + 127 in the low mantissa bits
-  uint32_t bits;
-  memcpy(&bits, &biased, sizeof bits);
-  bits <<= 23;
-  float scale;
-  memcpy(&scale, &bits, sizeof scale);
-  float y = p * scale;
-  y = n < -126.0f ? 0.0f : y;
+  float y = times_pow2_<float, uint32_t, 23, 127>(p, n, kRound);
   y = x > 88.72283935546875f ? std::numeric_limits<float>::infinity() : y;
   return x != x ? x : y;
 }
@@ -79,17 +88,7 @@ MFK_HD_INLINE double exp_(double x) {
   p = p * r + 0.5;
   p = p * r + 1.0;
   p = p * r + 1.0;
-  const bool top = n > 1023.0;
-  p = top ? p * 2.0 : p;
-  n = top ? 1023.0 : n;
-  const double biased = (n + 1023.0) + kRound;
-  uint64_t bits;
-  memcpy(&bits, &biased, sizeof bits);
-  bits <<= 52;
-  double scale;
-  memcpy(&scale, &bits, sizeof scale);
-  double y = p * scale;
-  y = n < -1022.0 ? 0.0 : y;
+  double y = times_pow2_<double, uint64_t, 52, 1023>(p, n, kRound);
   y = x > 709.782712893383973096 ? std::numeric_limits<double>::infinity() : y;
   return x != x ? x : y;
 }
