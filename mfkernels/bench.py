@@ -99,15 +99,16 @@ def format_table(report: dict[str, object]) -> str:
         f"{' (quick)' if report['quick'] else ''}; times are medians in ms, speed-up = twin / op",
         "",
     ]
+    width = max([2] + [len(r["op"]) for r in report["results"]])
     header = (
-        f"{'op':<14} {'shape':<18} {'fwd op':>9} {'fwd twin':>9} {'speed-up':>9}"
+        f"{'op':<{width}} {'shape':<18} {'fwd op':>9} {'fwd twin':>9} {'speed-up':>9}"
         f" {'f+b op':>9} {'f+b twin':>9} {'speed-up':>9}"
     )
     lines += [header, "-" * len(header)]
     for r in report["results"]:
         shape = "(" + ", ".join(str(s) for s in r["shape"]) + ")"
         lines.append(
-            f"{r['op']:<14} {shape:<18} {r['op_fwd_ms']:>9.3f} {r['twin_fwd_ms']:>9.3f}"
+            f"{r['op']:<{width}} {shape:<18} {r['op_fwd_ms']:>9.3f} {r['twin_fwd_ms']:>9.3f}"
             f" {r['speedup_fwd']:>8.2f}x {r['op_fwd_bwd_ms']:>9.3f} {r['twin_fwd_bwd_ms']:>9.3f}"
             f" {r['speedup_fwd_bwd']:>8.2f}x"
         )

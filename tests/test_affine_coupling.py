@@ -155,6 +155,20 @@ def test_torch_compile_fullgraph(device, gen):
             torch.testing.assert_close(a, b)
 
 
+def test_nan_policy(device):
+    ones, zeros = torch.ones(3, 4, device=device), torch.zeros(3, 4, device=device)
+    x = ones.clone()
+    x[1, 2] = float("nan")
+    y, ld = ops.affine_coupling(x, zeros, zeros)
+    assert torch.isnan(y).sum() == 1 and torch.isnan(y[1, 2]) and torch.isfinite(ld).all()
+    s = zeros.clone()
+    s[2, 0] = float("nan")
+    y, ld = ops.affine_coupling(ones, zeros, s)
+    assert torch.isnan(y).sum() == 1 and torch.isnan(ld[2]) and torch.isfinite(ld[:2]).all()
+    y, ld = ops.affine_coupling(ones, zeros, s, mode="volume_preserving")
+    assert torch.isnan(y[2]).all() and torch.isfinite(y[:2]).all() and (ld == 0).all()
+
+
 def test_bad_inputs_raise_clear_errors(device):
     x = torch.zeros(3, 4, device=device)
     with pytest.raises(ValueError, match="'mode' must be one of"):

@@ -72,7 +72,6 @@ def test_float32_within_conditioning_bound(D, d, cond, device, gen):
     bound = 0.5 * d * cond**2 * (D + d + 2) * eps
     err = (out.double().cpu() - dense_oracle(J64.to(torch.float32))).abs().max().item()
     assert err <= bound, f"error {err:.3g} exceeds the conditioning bound {bound:.3g}"
-    assert err <= 1e-4 * cond**2 * d, "float32 result is far worse than its conditioning explains"
 
 
 def test_batch_shapes_zero_one_and_none(device, gen):

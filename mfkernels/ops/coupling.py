@@ -110,6 +110,11 @@ def affine_coupling(
     Modes: "exp" (a = s), "softclamp" (a = clamp * tanh(s / clamp), needs clamp > 0), "sigmoid"
     (a = log sigmoid(s + 2), Glow's scale, here applied as y = x * scale + t), "volume_preserving"
     (a = s - mean(s) per sample, logabsdet exactly 0).
+
+    NaN policy: values are not checked (a check would cost a device sync); NaN propagates. A NaN
+    in x or shift reaches only its own element of y; a NaN in scale also reaches its sample's
+    logabsdet, except in volume_preserving mode, where the logabsdet is 0 by construction and the
+    NaN reaches every element of that sample through the row mean instead.
     """
     for name, t in (("x", x), ("shift", shift), ("scale", scale)):
         check_tensor(_OP, name, t, min_dim=1)
