@@ -79,6 +79,14 @@ def run(
             row[f"{impl}_fwd_bwd_ms"] = 1e3 * _median_seconds(_forward_backward(fn, inputs), min_run_time)
         row["speedup_fwd"] = row["twin_fwd_ms"] / row["op_fwd_ms"]
         row["speedup_fwd_bwd"] = row["twin_fwd_bwd_ms"] / row["op_fwd_bwd_ms"]
+        # Other libraries' implementations of the same op (e.g. nflows), when installed.
+        for name, factory in spec.baselines.items():
+            fn = factory()
+            if fn is None:
+                continue
+            row[f"{name}_fwd_ms"] = 1e3 * _median_seconds(_forward(fn, inputs), min_run_time)
+            row[f"{name}_fwd_bwd_ms"] = 1e3 * _median_seconds(_forward_backward(fn, inputs), min_run_time)
+            row[f"speedup_fwd_bwd_vs_{name}"] = row[f"{name}_fwd_bwd_ms"] / row["op_fwd_bwd_ms"]
         rows.append(row)
     return {
         "device": device,
@@ -112,6 +120,10 @@ def format_table(report: dict[str, object]) -> str:
             f" {r['speedup_fwd']:>8.2f}x {r['op_fwd_bwd_ms']:>9.3f} {r['twin_fwd_bwd_ms']:>9.3f}"
             f" {r['speedup_fwd_bwd']:>8.2f}x"
         )
+        for key in r:
+            if key.startswith("speedup_fwd_bwd_vs_"):
+                name = key[len("speedup_fwd_bwd_vs_"):]
+                lines.append(f"{'':<{width}}   vs {name}: f+b {r[name + '_fwd_bwd_ms']:.3f} ms, op {r[key]:.2f}x faster")
     return "\n".join(lines)
 
 

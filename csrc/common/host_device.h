@@ -12,7 +12,9 @@
 #define MFK_HD_INLINE __host__ __device__ __forceinline__
 #else
 #define MFK_HD
-#define MFK_HD_INLINE inline
+// Forced: the CPU kernels vectorise loops whose bodies are chains of these small functions, and a
+// call the compiler chose not to inline stops that.
+#define MFK_HD_INLINE inline __attribute__((always_inline))
 #endif
 
 // Promise of no aliasing (g++ and nvcc both spell it __restrict__): lets the contiguous inner loops of
@@ -23,8 +25,6 @@ namespace mfk {
 
 MFK_HD_INLINE float sqrt_(float x) { return sqrtf(x); }
 MFK_HD_INLINE double sqrt_(double x) { return sqrt(x); }
-MFK_HD_INLINE float log_(float x) { return logf(x); }
-MFK_HD_INLINE double log_(double x) { return log(x); }
 
 // exp(x) written branch-free so that compilers vectorise the loops that call it (libm's exp is an
 // opaque call per element; with -fno-trapping-math gcc turns the selects below into SIMD blends).
@@ -92,10 +92,92 @@ MFK_HD_INLINE double exp_(double x) {
   y = x > 709.782712893383973096 ? std::numeric_limits<double>::infinity() : y;
   return x != x ? x : y;
 }
+MFK_HD_INLINE float log_series_(float s);
+MFK_HD_INLINE double log_series_(double s);
+
+// log(x), branch-free for the same reason as exp_. x = m 2^k with m in [sqrt(1/2), sqrt(2)):
+// offsetting the bits by those of sqrt(1/2) puts that boundary at an exponent step (musl's trick);
+// k reaches floating point through the mantissa, as in times_pow2_ (AVX2 has no 64-bit integer to
+// double conversion); log m = 2 atanh(s), s = (m - 1) / (m + 1), |s| <= 0.1716, by its odd series
+// (to s^9 for float, s^25 for double: truncation below one ulp). Subnormal x is scaled up first;
+// 0 gives -inf, negative x NaN, +inf +inf, NaN propagates. Accuracy: a few ulp (csrc/tests).
+template <typename T, typename Bits, int kMantissaBits, int kBias>
+MFK_HD_INLINE T log_impl_(T x, Bits sqrt_half_bits, T min_normal, T subnormal_scale) {
+  const bool sub = x < min_normal;
+  const T xs = sub ? x * subnormal_scale : x;
+  Bits bits;
+  memcpy(&bits, &xs, sizeof bits);
+  const Bits ix = bits - sqrt_half_bits;
+  constexpr Bits kMantissaMask = (Bits(1) << kMantissaBits) - 1;
+  const Bits mbits = (ix & kMantissaMask) + sqrt_half_bits;
+  T m;
+  memcpy(&m, &mbits, sizeof m);
+  // floor(ix / 2^mantissa) as a signed value is (ix + 2^(total - 2)) >> mantissa minus the offset
+  constexpr int kTotal = 8 * sizeof(Bits);
+  constexpr Bits kOffset = Bits(1) << (kTotal - 2);
+  constexpr Bits kOffsetUnits = Bits(1) << (kTotal - 2 - kMantissaBits);
+  const Bits kbits = ((ix + kOffset) >> kMantissaBits) | (Bits(kBias + kMantissaBits) << kMantissaBits);
+  T k;
+  memcpy(&k, &kbits, sizeof k);
+  const T two_pow_mantissa = T(Bits(1) << kMantissaBits);
+  k = k - (two_pow_mantissa + T(kOffsetUnits)) - (sub ? T(kMantissaBits) : T(0));
+  const T f = m - T(1);
+  const T s = f / (T(2) + f);
+  const T y = k * T(6.93147180369123816490e-01) + (log_series_(s) + k * T(1.90821492927058770002e-10));
+  const T inf = std::numeric_limits<T>::infinity();
+  T r = x == T(0) ? -inf : y;
+  r = x < T(0) ? std::numeric_limits<T>::quiet_NaN() : r;
+  r = x == inf ? inf : r;
+  return x != x ? x : r;
+}
+
+// 2 atanh(s) = 2s + s z (2/3 + z (2/5 + ...)), z = s^2
+MFK_HD_INLINE float log_series_(float s) {
+  const float z = s * s;
+  float r = 2.0f / 9.0f;
+  r = r * z + 2.0f / 7.0f;
+  r = r * z + 2.0f / 5.0f;
+  r = r * z + 2.0f / 3.0f;
+  return 2.0f * s + s * z * r;
+}
+
+MFK_HD_INLINE double log_series_(double s) {
+  const double z = s * s;
+  double r = 2.0 / 25.0;
+  r = r * z + 2.0 / 23.0;
+  r = r * z + 2.0 / 21.0;
+  r = r * z + 2.0 / 19.0;
+  r = r * z + 2.0 / 17.0;
+  r = r * z + 2.0 / 15.0;
+  r = r * z + 2.0 / 13.0;
+  r = r * z + 2.0 / 11.0;
+  r = r * z + 2.0 / 9.0;
+  r = r * z + 2.0 / 7.0;
+  r = r * z + 2.0 / 5.0;
+  r = r * z + 2.0 / 3.0;
+  return 2.0 * s + s * z * r;
+}
+
+MFK_HD_INLINE float log_(float x) {
+  return log_impl_<float, uint32_t, 23, 127>(x, 0x3f3504f3u, 1.17549435e-38f, 8388608.0f);
+}
+
+MFK_HD_INLINE double log_(double x) {
+  return log_impl_<double, uint64_t, 52, 1023>(x, 0x3fe6a09e667f3bcdull, 2.2250738585072014e-308,
+                                                4503599627370496.0);
+}
+
+// log(1 + x) without cancellation for small x (Goldberg): log(u) * x / (u - 1) with u = 1 + x
+// rounded, exact to a few ulp; branch-free like log_.
+template <typename T>
+MFK_HD_INLINE T log1p_(T x) {
+  const T u = T(1) + x;
+  const T r = u == T(1) ? x : log_(u) * (x / (u - T(1)));
+  return x == std::numeric_limits<T>::infinity() ? x : r;
+}
+
 MFK_HD_INLINE float tanh_(float x) { return tanhf(x); }
 MFK_HD_INLINE double tanh_(double x) { return tanh(x); }
-MFK_HD_INLINE float log1p_(float x) { return log1pf(x); }
-MFK_HD_INLINE double log1p_(double x) { return log1p(x); }
 
 // NaN test that survives -ffast-math style flags and works on device without <cmath> overloads.
 template <typename T>

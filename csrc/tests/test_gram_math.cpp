@@ -102,7 +102,7 @@ static FactorStatus factor_emulated_block(const std::vector<double>& J, int D, i
     if (status != kFactorOk) break;
     for (int tid = 0; tid < nt; ++tid) cholesky_swap(L.data(), d, d, j, k, tid, nt);
     cholesky_take_root(L.data(), d, j);
-    acc += std::log(L[j * d + j]);
+    acc += log_(L[j * d + j]);  // as cholesky_pivoted
     for (int tid = 0; tid < nt; ++tid) cholesky_scale_column(L.data(), d, d, j, tid, nt);
     for (int tid = 0; tid < nt; ++tid) cholesky_update_trailing(L.data(), d, d, j, tid, nt);
   }

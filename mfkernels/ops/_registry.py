@@ -28,6 +28,9 @@ class OpSpec:
     shape_names: str
     # torch.ops.mfkernels entries that implement this op (forward/backward/tangent kernels).
     primitives: Sequence[str] = field(default_factory=tuple)
+    # Other implementations to time against, by name: factories returning the callable (same
+    # arguments as `op`), or None when the library providing it is not installed.
+    baselines: dict[str, Callable[[], Callable | None]] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, OpSpec] = {}

@@ -6,5 +6,6 @@ tensor arguments as its op and returns the same values (up to floating point) on
 
 from .coupling import affine_coupling
 from .gram import gram_logdet
+from .spline import rq_spline
 
-__all__ = ["affine_coupling", "gram_logdet"]
+__all__ = ["affine_coupling", "gram_logdet", "rq_spline"]

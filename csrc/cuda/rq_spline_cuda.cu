@@ -1,0 +1,118 @@
+// CUDA kernels of the rational-quadratic spline op (math in math/rq_spline.h; drivers in
+// ops/rq_spline.cpp): one thread per element over a grid-stride loop; each thread reads its
+// element's K-bin parameters, which sit contiguously, so a warp's loads cover one contiguous span.
+#include "../math/rq_spline_config.h"
+#include "../ops/rq_spline_kernels.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/ops/empty_like.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include <algorithm>
+
+namespace mfk {
+namespace spline {
+namespace {
+
+constexpr int kThreads = 256;
+
+template <bool kInv, bool kLin, typename T>
+__global__ void forward_kernel(const T* __restrict__ in, const T* __restrict__ w, const T* __restrict__ h,
+                               const T* __restrict__ d, T* __restrict__ out, T* __restrict__ logabsdet, int64_t n,
+                               SplineConfig<T> c) {
+  const int K = c.num_bins, Kd = c.num_derivs;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x)
+    element_forward<kInv, kLin>(in[e], w + e * K, h + e * K, d + e * Kd, 1, c, out[e], logabsdet[e]);
+}
+
+template <bool kInv, bool kLin, typename T>
+__global__ void backward_kernel(const T* __restrict__ go, const T* __restrict__ gl, const T* __restrict__ in,
+                                const T* __restrict__ w, const T* __restrict__ h, const T* __restrict__ d,
+                                T* __restrict__ gi, T* __restrict__ gw, T* __restrict__ gh, T* __restrict__ gd,
+                                int64_t n, SplineConfig<T> c) {
+  const int K = c.num_bins, Kd = c.num_derivs;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x)
+    element_backward<kInv, kLin>(go[e], gl[e], in[e], w + e * K, h + e * K, d + e * Kd, 1, c, gi[e], gw + e * K,
+                                 gh + e * K, gd + e * Kd);
+}
+
+template <bool kInv, bool kLin, typename T>
+__global__ void tangent_kernel(const T* __restrict__ in, const T* __restrict__ w, const T* __restrict__ h,
+                               const T* __restrict__ d, const T* __restrict__ in_dot, const T* __restrict__ w_dot,
+                               const T* __restrict__ h_dot, const T* __restrict__ d_dot, T* __restrict__ out_dot,
+                               T* __restrict__ logabsdet_dot, int64_t n, SplineConfig<T> c) {
+  const int K = c.num_bins, Kd = c.num_derivs;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x)
+    element_tangent<kInv, kLin>(in[e], w + e * K, h + e * K, d + e * Kd, in_dot[e], w_dot + e * K, h_dot + e * K,
+                                d_dot + e * Kd, 1, c, out_dot[e], logabsdet_dot[e]);
+}
+
+unsigned blocks_for(int64_t n) {
+  return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, int64_t(1) << 20));
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> rq_forward_cuda(const at::Tensor& inputs, const at::Tensor& uw,
+                                                   const at::Tensor& uh, const at::Tensor& ud, SplineOptions o) {
+  const c10::cuda::CUDAGuard guard(inputs.device());
+  at::Tensor out = at::empty_like(inputs), logabsdet = at::empty_like(inputs);
+  const int64_t n = inputs.numel();
+  if (n == 0) return {out, logabsdet};
+  AT_DISPATCH_FLOATING_TYPES(inputs.scalar_type(), "mfkernels::rq_spline (cuda)", [&] {
+    MFK_WITH_SPLINE_VARIANT(o.inverse, o.linear_tails, kInv, kLin,
+    forward_kernel<kInv, kLin, scalar_t><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+        inputs.const_data_ptr<scalar_t>(), uw.const_data_ptr<scalar_t>(), uh.const_data_ptr<scalar_t>(),
+        ud.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), logabsdet.mutable_data_ptr<scalar_t>(), n,
+        make_config<scalar_t>(o, uw.size(-1), ud.size(-1))));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return {out, logabsdet};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rq_backward_cuda(
+    const at::Tensor& grad_out, const at::Tensor& grad_logabsdet, const at::Tensor& inputs, const at::Tensor& uw,
+    const at::Tensor& uh, const at::Tensor& ud, SplineOptions o) {
+  const c10::cuda::CUDAGuard guard(inputs.device());
+  at::Tensor g_in = at::empty_like(inputs), g_w = at::empty_like(uw), g_h = at::empty_like(uh),
+             g_d = at::empty_like(ud);
+  const int64_t n = inputs.numel();
+  if (n == 0) return {g_in, g_w, g_h, g_d};
+  AT_DISPATCH_FLOATING_TYPES(inputs.scalar_type(), "mfkernels::rq_spline_backward (cuda)", [&] {
+    MFK_WITH_SPLINE_VARIANT(o.inverse, o.linear_tails, kInv, kLin,
+    backward_kernel<kInv, kLin, scalar_t><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+        grad_out.const_data_ptr<scalar_t>(), grad_logabsdet.const_data_ptr<scalar_t>(),
+        inputs.const_data_ptr<scalar_t>(), uw.const_data_ptr<scalar_t>(), uh.const_data_ptr<scalar_t>(),
+        ud.const_data_ptr<scalar_t>(), g_in.mutable_data_ptr<scalar_t>(), g_w.mutable_data_ptr<scalar_t>(),
+        g_h.mutable_data_ptr<scalar_t>(), g_d.mutable_data_ptr<scalar_t>(), n,
+        make_config<scalar_t>(o, uw.size(-1), ud.size(-1))));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return {g_in, g_w, g_h, g_d};
+}
+
+std::tuple<at::Tensor, at::Tensor> rq_tangent_cuda(const at::Tensor& inputs, const at::Tensor& uw,
+                                                   const at::Tensor& uh, const at::Tensor& ud,
+                                                   const at::Tensor& inputs_dot, const at::Tensor& uw_dot,
+                                                   const at::Tensor& uh_dot, const at::Tensor& ud_dot,
+                                                   SplineOptions o) {
+  const c10::cuda::CUDAGuard guard(inputs.device());
+  at::Tensor out_dot = at::empty_like(inputs), logabsdet_dot = at::empty_like(inputs);
+  const int64_t n = inputs.numel();
+  if (n == 0) return {out_dot, logabsdet_dot};
+  AT_DISPATCH_FLOATING_TYPES(inputs.scalar_type(), "mfkernels::rq_spline_jvp (cuda)", [&] {
+    MFK_WITH_SPLINE_VARIANT(o.inverse, o.linear_tails, kInv, kLin,
+    tangent_kernel<kInv, kLin, scalar_t><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+        inputs.const_data_ptr<scalar_t>(), uw.const_data_ptr<scalar_t>(), uh.const_data_ptr<scalar_t>(),
+        ud.const_data_ptr<scalar_t>(), inputs_dot.const_data_ptr<scalar_t>(), uw_dot.const_data_ptr<scalar_t>(),
+        uh_dot.const_data_ptr<scalar_t>(), ud_dot.const_data_ptr<scalar_t>(), out_dot.mutable_data_ptr<scalar_t>(),
+        logabsdet_dot.mutable_data_ptr<scalar_t>(), n, make_config<scalar_t>(o, uw.size(-1), ud.size(-1))));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return {out_dot, logabsdet_dot};
+}
+
+}  // namespace spline
+}  // namespace mfk

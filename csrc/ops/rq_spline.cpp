@@ -1,0 +1,198 @@
+// Torch-facing layer of the rational-quadratic spline op: schemas, input checks, device-generic
+// drivers and Meta kernels, registered in namespace mfkernels. Shapes as nflows: inputs (...),
+// widths and heights (..., K), derivatives (..., K - 1) with linear tails or (..., K + 1) bounded;
+// outputs and logabsdet have the inputs' shape. The Python layer (mfkernels.ops.rq_spline) adds
+// broadcasting and wires autograd, jvp and vmap.
+//
+//   rq_spline_forward(inputs, w, h, d, inverse, tails, tail_bound, min_*)               -> (outputs, logabsdet)
+//   rq_spline_backward(grad_outputs, grad_logabsdet, inputs, w, h, d, ...)              -> (grad_inputs, grad_w, grad_h, grad_d)
+//   rq_spline_jvp(inputs, w, h, d, inputs_dot, w_dot, h_dot, d_dot, ...)                -> (outputs_dot, logabsdet_dot)
+#include "rq_spline_kernels.h"
+
+#include <ATen/ops/empty.h>
+#include <c10/core/SymInt.h>
+#include <torch/library.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mfk {
+namespace spline {
+namespace {
+
+using at::Tensor;
+
+SplineOptions parse_options(bool inverse, std::optional<c10::string_view> tails, double tail_bound,
+                            double min_bin_width, double min_bin_height, double min_derivative, const char* op) {
+  TORCH_CHECK(!tails.has_value() || *tails == "linear", op, ": argument 'tails' must be 'linear' or None, got '",
+              std::string(*tails), "'");
+  TORCH_CHECK(tail_bound > 0.0, op, ": argument 'tail_bound' must be positive, got ", tail_bound);
+  TORCH_CHECK(min_bin_width > 0.0, op, ": argument 'min_bin_width' must be positive, got ", min_bin_width);
+  TORCH_CHECK(min_bin_height > 0.0, op, ": argument 'min_bin_height' must be positive, got ", min_bin_height);
+  TORCH_CHECK(min_derivative > 0.0 && min_derivative < 1.0, op,
+              ": argument 'min_derivative' must be in (0, 1), got ", min_derivative);
+  return SplineOptions{inverse, tails.has_value(), tail_bound, min_bin_width, min_bin_height, min_derivative};
+}
+
+// inputs-shaped tensors share `inputs`' shape; parameter tensors are inputs.shape + (count,).
+void check_args(const Tensor& inputs, std::initializer_list<std::pair<const Tensor*, const char*>> like_inputs,
+                const Tensor& w, const Tensor& h, const Tensor& d,
+                std::initializer_list<std::pair<const Tensor*, int>> param_tangents, const SplineOptions& o,
+                const char* op) {
+  TORCH_CHECK(inputs.defined() && (inputs.scalar_type() == at::kFloat || inputs.scalar_type() == at::kDouble), op,
+              ": argument 'inputs' must be float32 or float64");
+  auto same_kind = [&](const Tensor& t, const char* name) {
+    TORCH_CHECK(t.defined(), op, ": argument '", name, "' is undefined");
+    TORCH_CHECK(t.device() == inputs.device(), op, ": argument '", name, "' is on ", t.device(),
+                " but 'inputs' is on ", inputs.device());
+    TORCH_CHECK(t.scalar_type() == inputs.scalar_type(), op, ": argument '", name, "' has dtype ", t.scalar_type(),
+                " but 'inputs' has dtype ", inputs.scalar_type());
+  };
+  for (const auto& [t, name] : like_inputs) {
+    same_kind(*t, name);
+    TORCH_CHECK(t->sym_sizes() == inputs.sym_sizes(), op, ": argument '", name, "' must have the shape of 'inputs' ",
+                inputs.sym_sizes(), ", got ", t->sym_sizes());
+  }
+  const char* names[] = {"unnormalized_widths", "unnormalized_heights", "unnormalized_derivatives"};
+  const Tensor* params[] = {&w, &h, &d};
+  for (int i = 0; i < 3; ++i) {
+    same_kind(*params[i], names[i]);
+    const Tensor& t = *params[i];
+    TORCH_CHECK(t.dim() == inputs.dim() + 1 && t.sym_sizes().slice(0, inputs.dim()) == inputs.sym_sizes(), op,
+                ": argument '", names[i], "' must have shape inputs.shape + (bins,) = ", inputs.sym_sizes(),
+                " + (...,), got ", t.sym_sizes());
+  }
+  // The bin count fixes the kernels' loop bounds, so a traced graph may specialise on it.
+  const int64_t K = w.sym_size(-1).guard_int(__FILE__, __LINE__);
+  TORCH_CHECK(K >= 1, op, ": need at least one bin, got unnormalized_widths of shape ", w.sym_sizes());
+  TORCH_CHECK(h.sym_size(-1) == K, op, ": argument 'unnormalized_heights' must have ", K,
+              " bins like 'unnormalized_widths', got ", h.sym_size(-1));
+  const int64_t Kd = o.linear_tails ? K - 1 : K + 1;
+  TORCH_CHECK(d.sym_size(-1) == Kd, op, ": argument 'unnormalized_derivatives' must have ", Kd, " values (num_bins ",
+              o.linear_tails ? "- 1 with tails='linear'" : "+ 1 with tails=None", "), got ", d.sym_size(-1));
+  TORCH_CHECK(o.min_bin_width * static_cast<double>(K) <= 1.0, op, ": min_bin_width * num_bins = ", o.min_bin_width, " * ", K,
+              " exceeds 1 (minimal bin width too large for the number of bins)");
+  TORCH_CHECK(o.min_bin_height * static_cast<double>(K) <= 1.0, op, ": min_bin_height * num_bins = ", o.min_bin_height, " * ", K,
+              " exceeds 1 (minimal bin height too large for the number of bins)");
+  for (const auto& [t, which] : param_tangents) {
+    same_kind(*t, names[which]);
+    TORCH_CHECK(t->sym_sizes() == params[which]->sym_sizes(), op, ": the tangent of '", names[which],
+                "' must have its shape ", params[which]->sym_sizes(), ", got ", t->sym_sizes());
+  }
+}
+
+#define MFK_SPLINE_OPTION_PARAMS                                                                        \
+  bool inverse, std::optional<c10::string_view> tails, double tail_bound, double min_bin_width, \
+      double min_bin_height, double min_derivative
+#define MFK_SPLINE_OPTION_ARGS inverse, tails, tail_bound, min_bin_width, min_bin_height, min_derivative
+
+std::tuple<Tensor, Tensor> rq_spline_forward(const Tensor& inputs, const Tensor& w, const Tensor& h, const Tensor& d,
+                                             MFK_SPLINE_OPTION_PARAMS) {
+  const char* op = "mfkernels.rq_spline";
+  const SplineOptions o = parse_options(MFK_SPLINE_OPTION_ARGS, op);
+  check_args(inputs, {}, w, h, d, {}, o, op);
+  const Tensor ic = inputs.contiguous(), wc = w.contiguous(), hc = h.contiguous(), dc = d.contiguous();
+#ifdef MFK_WITH_CUDA
+  if (inputs.is_cuda()) return rq_forward_cuda(ic, wc, hc, dc, o);
+#endif
+  TORCH_CHECK(inputs.is_cpu(), op, ": no kernel for device ", inputs.device());
+  return rq_forward_cpu(ic, wc, hc, dc, o);
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> rq_spline_backward(const Tensor& grad_outputs, const Tensor& grad_logabsdet,
+                                                              const Tensor& inputs, const Tensor& w, const Tensor& h,
+                                                              const Tensor& d, MFK_SPLINE_OPTION_PARAMS) {
+  const char* op = "mfkernels.rq_spline_backward";
+  const SplineOptions o = parse_options(MFK_SPLINE_OPTION_ARGS, op);
+  check_args(inputs, {{&grad_outputs, "grad_outputs"}, {&grad_logabsdet, "grad_logabsdet"}}, w, h, d, {}, o, op);
+  const Tensor go = grad_outputs.contiguous(), gl = grad_logabsdet.contiguous();
+  const Tensor ic = inputs.contiguous(), wc = w.contiguous(), hc = h.contiguous(), dc = d.contiguous();
+#ifdef MFK_WITH_CUDA
+  if (inputs.is_cuda()) return rq_backward_cuda(go, gl, ic, wc, hc, dc, o);
+#endif
+  TORCH_CHECK(inputs.is_cpu(), op, ": no kernel for device ", inputs.device());
+  return rq_backward_cpu(go, gl, ic, wc, hc, dc, o);
+}
+
+std::tuple<Tensor, Tensor> rq_spline_jvp(const Tensor& inputs, const Tensor& w, const Tensor& h, const Tensor& d,
+                                         const Tensor& inputs_dot, const Tensor& w_dot, const Tensor& h_dot,
+                                         const Tensor& d_dot, MFK_SPLINE_OPTION_PARAMS) {
+  const char* op = "mfkernels.rq_spline_jvp";
+  const SplineOptions o = parse_options(MFK_SPLINE_OPTION_ARGS, op);
+  check_args(inputs, {{&inputs_dot, "inputs_dot"}}, w, h, d, {{&w_dot, 0}, {&h_dot, 1}, {&d_dot, 2}}, o, op);
+  const Tensor ic = inputs.contiguous(), wc = w.contiguous(), hc = h.contiguous(), dc = d.contiguous();
+  const Tensor id = inputs_dot.contiguous(), wd = w_dot.contiguous(), hd = h_dot.contiguous(), dd = d_dot.contiguous();
+#ifdef MFK_WITH_CUDA
+  if (inputs.is_cuda()) return rq_tangent_cuda(ic, wc, hc, dc, id, wd, hd, dd, o);
+#endif
+  TORCH_CHECK(inputs.is_cpu(), op, ": no kernel for device ", inputs.device());
+  return rq_tangent_cpu(ic, wc, hc, dc, id, wd, hd, dd, o);
+}
+
+// ---- Meta kernels ----
+
+Tensor like(const Tensor& t) { return at::empty_symint(t.sym_sizes(), t.options()); }
+
+std::tuple<Tensor, Tensor> rq_spline_forward_meta(const Tensor& inputs, const Tensor& w, const Tensor& h,
+                                                  const Tensor& d, MFK_SPLINE_OPTION_PARAMS) {
+  const char* op = "mfkernels.rq_spline";
+  check_args(inputs, {}, w, h, d, {}, parse_options(MFK_SPLINE_OPTION_ARGS, op), op);
+  return {like(inputs), like(inputs)};
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> rq_spline_backward_meta(const Tensor& grad_outputs,
+                                                                   const Tensor& grad_logabsdet, const Tensor& inputs,
+                                                                   const Tensor& w, const Tensor& h, const Tensor& d,
+                                                                   MFK_SPLINE_OPTION_PARAMS) {
+  const char* op = "mfkernels.rq_spline_backward";
+  check_args(inputs, {{&grad_outputs, "grad_outputs"}, {&grad_logabsdet, "grad_logabsdet"}}, w, h, d, {},
+             parse_options(MFK_SPLINE_OPTION_ARGS, op), op);
+  return {like(inputs), like(w), like(h), like(d)};
+}
+
+std::tuple<Tensor, Tensor> rq_spline_jvp_meta(const Tensor& inputs, const Tensor& w, const Tensor& h, const Tensor& d,
+                                              const Tensor& inputs_dot, const Tensor& w_dot, const Tensor& h_dot,
+                                              const Tensor& d_dot, MFK_SPLINE_OPTION_PARAMS) {
+  const char* op = "mfkernels.rq_spline_jvp";
+  check_args(inputs, {{&inputs_dot, "inputs_dot"}}, w, h, d, {{&w_dot, 0}, {&h_dot, 1}, {&d_dot, 2}},
+             parse_options(MFK_SPLINE_OPTION_ARGS, op), op);
+  return {like(inputs), like(inputs)};
+}
+
+void register_device_drivers(torch::Library& m) {
+  m.impl("rq_spline_forward", rq_spline_forward);
+  m.impl("rq_spline_backward", rq_spline_backward);
+  m.impl("rq_spline_jvp", rq_spline_jvp);
+}
+
+}  // namespace
+}  // namespace spline
+}  // namespace mfk
+
+#define MFK_SPLINE_OPTION_SCHEMA                                                                           \
+  "bool inverse=False, str? tails=\"linear\", float tail_bound=1., float min_bin_width=1e-3, "             \
+  "float min_bin_height=1e-3, float min_derivative=1e-3"
+
+TORCH_LIBRARY_FRAGMENT(mfkernels, m) {
+  m.def("rq_spline_forward(Tensor inputs, Tensor unnormalized_widths, Tensor unnormalized_heights, "
+        "Tensor unnormalized_derivatives, " MFK_SPLINE_OPTION_SCHEMA ") -> (Tensor outputs, Tensor logabsdet)");
+  m.def("rq_spline_backward(Tensor grad_outputs, Tensor grad_logabsdet, Tensor inputs, Tensor unnormalized_widths, "
+        "Tensor unnormalized_heights, Tensor unnormalized_derivatives, " MFK_SPLINE_OPTION_SCHEMA
+        ") -> (Tensor grad_inputs, Tensor grad_widths, Tensor grad_heights, Tensor grad_derivatives)");
+  m.def("rq_spline_jvp(Tensor inputs, Tensor unnormalized_widths, Tensor unnormalized_heights, "
+        "Tensor unnormalized_derivatives, Tensor inputs_dot, Tensor widths_dot, Tensor heights_dot, "
+        "Tensor derivatives_dot, " MFK_SPLINE_OPTION_SCHEMA ") -> (Tensor outputs_dot, Tensor logabsdet_dot)");
+}
+
+TORCH_LIBRARY_IMPL(mfkernels, CPU, m) { mfk::spline::register_device_drivers(m); }
+
+#ifdef MFK_WITH_CUDA
+TORCH_LIBRARY_IMPL(mfkernels, CUDA, m) { mfk::spline::register_device_drivers(m); }
+#endif
+
+TORCH_LIBRARY_IMPL(mfkernels, Meta, m) {
+  m.impl("rq_spline_forward", mfk::spline::rq_spline_forward_meta);
+  m.impl("rq_spline_backward", mfk::spline::rq_spline_backward_meta);
+  m.impl("rq_spline_jvp", mfk::spline::rq_spline_jvp_meta);
+}
