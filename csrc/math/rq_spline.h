@@ -97,13 +97,6 @@ struct Bin {
   T ph0, ph1;        // same for heights
 };
 
-// Index into the element's derivative parameters of knot j, or -1 for a fixed outer knot.
-template <bool kLinear>
-MFK_HD_INLINE int derivative_param(int j, int K) {
-  if (!kLinear) return j;
-  return (j == 0 || j == K) ? -1 : j - 1;
-}
-
 // Knot of derivative parameter j (the inverse of derivative_param).
 template <bool kLinear>
 MFK_HD_INLINE int knot_of_derivative_param(int j, int) {
