@@ -97,7 +97,7 @@ struct Bin {
   T ph0, ph1;        // same for heights
 };
 
-// Knot of derivative parameter j (the inverse of derivative_param).
+// Knot of derivative parameter j (linear tails fix knots 0 and K, so parameter j is knot j + 1).
 template <bool kLinear>
 MFK_HD_INLINE int knot_of_derivative_param(int j, int) {
   return kLinear ? j + 1 : j;
