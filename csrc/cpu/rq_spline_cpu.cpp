@@ -51,12 +51,6 @@ struct Lanes {
   T bw[kChunk], tw[kChunk], sw[kChunk], bh[kChunk], th[kChunk], sh[kChunk];
 
   T spread_w, spread_h;  // 1 - K min, per chunk (set by locate_chunk)
-  MFK_HD_INLINE BinSizes<T> widths(int64_t e, const SplineConfig<T>& c) const {
-    return {mx_w[e], inv_w[e], c.min_bin_width, spread_w};
-  }
-  MFK_HD_INLINE BinSizes<T> heights(int64_t e, const SplineConfig<T>& c) const {
-    return {mx_h[e], inv_h[e], c.min_bin_height, spread_h};
-  }
   MFK_HD_INLINE Bin<T> bin(int64_t e) const {
     return {k[e], x0[e], x1[e], y0[e], y1[e], u0[e], u1[e], d0[e], d1[e], pw0[e], pw1[e], ph0[e], ph1[e]};
   }
@@ -67,9 +61,11 @@ struct Lanes {
 };
 
 // Steps shared by all three kernels: the softmaxes and the bin of every element of the chunk.
-// uw, uh, ud are the chunk's transposed parameters (bin i of element e at [i * kChunk + e]).
+// pw, ph, ud are the chunk's transposed parameters (bin i of element e at [i * kChunk + e]); the
+// width and height logits in pw, ph are replaced by their softmax probabilities, so each exp is
+// computed once and the later steps (scan, gradients, tangents) only multiply and select.
 template <bool kInv, bool kLin, typename T>
-void locate_chunk(int64_t n, const T* MFK_RESTRICT x, const T* MFK_RESTRICT uw, const T* MFK_RESTRICT uh,
+void locate_chunk(int64_t n, const T* MFK_RESTRICT x, T* MFK_RESTRICT pw, T* MFK_RESTRICT ph,
                   const T* MFK_RESTRICT ud, const SplineConfig<T>& config, Lanes<T>& L) {
   const SplineConfig<T> c = config;  // a local copy: stores to the lanes cannot alias it
   const int K = c.num_bins;
@@ -78,14 +74,14 @@ void locate_chunk(int64_t n, const T* MFK_RESTRICT x, const T* MFK_RESTRICT uw, 
 #pragma omp simd
   for (int64_t e = 0; e < n; ++e) {
     L.v[e] = in_domain(x[e], c) ? x[e] : T(0);
-    L.mx_w[e] = uw[e];
-    L.mx_h[e] = uh[e];
+    L.mx_w[e] = pw[e];
+    L.mx_h[e] = ph[e];
   }
   for (int i = 1; i < K; ++i) {
 #pragma omp simd
     for (int64_t e = 0; e < n; ++e) {
-      L.mx_w[e] = max_step(L.mx_w[e], uw[i * kChunk + e]);
-      L.mx_h[e] = max_step(L.mx_h[e], uh[i * kChunk + e]);
+      L.mx_w[e] = max_step(L.mx_w[e], pw[i * kChunk + e]);
+      L.mx_h[e] = max_step(L.mx_h[e], ph[i * kChunk + e]);
     }
   }
 #pragma omp simd
@@ -93,14 +89,16 @@ void locate_chunk(int64_t n, const T* MFK_RESTRICT x, const T* MFK_RESTRICT uw, 
   for (int i = 0; i < K; ++i) {
 #pragma omp simd
     for (int64_t e = 0; e < n; ++e) {
-      L.inv_w[e] += exp_(uw[i * kChunk + e] - L.mx_w[e]);
-      L.inv_h[e] += exp_(uh[i * kChunk + e] - L.mx_h[e]);
+      pw[i * kChunk + e] = exp_(pw[i * kChunk + e] - L.mx_w[e]);
+      ph[i * kChunk + e] = exp_(ph[i * kChunk + e] - L.mx_h[e]);
+      L.inv_w[e] += pw[i * kChunk + e];
+      L.inv_h[e] += ph[i * kChunk + e];
     }
   }
 #pragma omp simd
   for (int64_t e = 0; e < n; ++e) {
-    L.inv_w[e] = make_bin_sizes(L.mx_w[e], L.inv_w[e], K, c.min_bin_width).inv_sum;
-    L.inv_h[e] = make_bin_sizes(L.mx_h[e], L.inv_h[e], K, c.min_bin_height).inv_sum;
+    L.inv_w[e] = T(1) / L.inv_w[e];
+    L.inv_h[e] = T(1) / L.inv_h[e];
     const Scan<T> s = scan_start(c);
     L.cw[e] = s.cw, L.ch[e] = s.ch, L.pw[e] = s.pw, L.ph[e] = s.ph, L.X[e] = s.X, L.Y[e] = s.Y;
     L.set_bin(e, Bin<T>{});
@@ -108,9 +106,19 @@ void locate_chunk(int64_t n, const T* MFK_RESTRICT x, const T* MFK_RESTRICT uw, 
   for (int i = 0; i < K; ++i) {
 #pragma omp simd
     for (int64_t e = 0; e < n; ++e) {
+      pw[i * kChunk + e] *= L.inv_w[e];
+      ph[i * kChunk + e] *= L.inv_h[e];
+    }
+  }
+  // the scan reads only the sizes' min and spread, the same for the whole chunk (kept out of the
+  // loop: a per-element BinSizes temporary stopped gcc 12 from vectorising it)
+  const BinSizes<T> W{T(0), T(1), c.min_bin_width, L.spread_w}, H{T(0), T(1), c.min_bin_height, L.spread_h};
+  for (int i = 0; i < K; ++i) {
+#pragma omp simd
+    for (int64_t e = 0; e < n; ++e) {
       Scan<T> s{L.cw[e], L.ch[e], L.pw[e], L.ph[e], L.X[e], L.Y[e]};
       Bin<T> b = L.bin(e);
-      scan_step<kInv>(i, uw[i * kChunk + e], uh[i * kChunk + e], L.v[e], L.widths(e, c), L.heights(e, c), c, s, b);
+      scan_step<kInv>(i, pw[i * kChunk + e], ph[i * kChunk + e], L.v[e], W, H, c, s, b);
       L.cw[e] = s.cw, L.ch[e] = s.ch, L.pw[e] = s.pw, L.ph[e] = s.ph, L.X[e] = s.X, L.Y[e] = s.Y;
       L.set_bin(e, b);
     }
@@ -146,7 +154,7 @@ void forward_chunk(int64_t n, const T* MFK_RESTRICT x, const SplineConfig<T>& co
 
 template <bool kInv, bool kLin, typename T>
 void backward_chunk(int64_t n, const T* MFK_RESTRICT go, const T* MFK_RESTRICT gl, const T* MFK_RESTRICT x,
-                    const T* MFK_RESTRICT uw, const T* MFK_RESTRICT uh, const SplineConfig<T>& config, Lanes<T>& L,
+                    const T* MFK_RESTRICT pw, const T* MFK_RESTRICT ph, const SplineConfig<T>& config, Lanes<T>& L,
                     T* MFK_RESTRICT g_in, T* MFK_RESTRICT g_uw, T* MFK_RESTRICT g_uh, T* MFK_RESTRICT g_ud) {
   const SplineConfig<T> c = config;  // a local copy: stores to the lanes cannot alias it
   const int K = c.num_bins;
@@ -169,10 +177,10 @@ void backward_chunk(int64_t n, const T* MFK_RESTRICT go, const T* MFK_RESTRICT g
   for (int i = 0; i < K; ++i) {
 #pragma omp simd
     for (int64_t e = 0; e < n; ++e) {
-      g_uw[i * kChunk + e] = logit_grad(i, L.k[e], KnotGrad<T>{L.a0_w[e], L.a1_w[e], L.mean_w[e]}, L.widths(e, c),
-                                        uw[i * kChunk + e]);
-      g_uh[i * kChunk + e] = logit_grad(i, L.k[e], KnotGrad<T>{L.a0_h[e], L.a1_h[e], L.mean_h[e]}, L.heights(e, c),
-                                        uh[i * kChunk + e]);
+      g_uw[i * kChunk + e] =
+          logit_grad(i, L.k[e], KnotGrad<T>{L.a0_w[e], L.a1_w[e], L.mean_w[e]}, L.spread_w, pw[i * kChunk + e]);
+      g_uh[i * kChunk + e] =
+          logit_grad(i, L.k[e], KnotGrad<T>{L.a0_h[e], L.a1_h[e], L.mean_h[e]}, L.spread_h, ph[i * kChunk + e]);
     }
   }
   for (int j = 0; j < c.num_derivs; ++j) {
@@ -184,7 +192,7 @@ void backward_chunk(int64_t n, const T* MFK_RESTRICT go, const T* MFK_RESTRICT g
 }
 
 template <bool kInv, bool kLin, typename T>
-void tangent_chunk(int64_t n, const T* MFK_RESTRICT x, const T* MFK_RESTRICT uw, const T* MFK_RESTRICT uh,
+void tangent_chunk(int64_t n, const T* MFK_RESTRICT x, const T* MFK_RESTRICT pw, const T* MFK_RESTRICT ph,
                    const T* MFK_RESTRICT xd, const T* MFK_RESTRICT uwd, const T* MFK_RESTRICT uhd,
                    const T* MFK_RESTRICT udd, const SplineConfig<T>& config, Lanes<T>& L, T* MFK_RESTRICT out_dot,
                    T* MFK_RESTRICT logabsdet_dot) {
@@ -200,8 +208,8 @@ void tangent_chunk(int64_t n, const T* MFK_RESTRICT x, const T* MFK_RESTRICT uw,
 #pragma omp simd
     for (int64_t e = 0; e < n; ++e) {
       KnotTangentSums<T> w{L.bw[e], L.tw[e], L.sw[e]}, h{L.bh[e], L.th[e], L.sh[e]};
-      knot_tangent_step(i, L.k[e], L.widths(e, c).prob(uw[i * kChunk + e]) * uwd[i * kChunk + e], w);
-      knot_tangent_step(i, L.k[e], L.heights(e, c).prob(uh[i * kChunk + e]) * uhd[i * kChunk + e], h);
+      knot_tangent_step(i, L.k[e], pw[i * kChunk + e] * uwd[i * kChunk + e], w);
+      knot_tangent_step(i, L.k[e], ph[i * kChunk + e] * uhd[i * kChunk + e], h);
       L.bw[e] = w.before_k, L.tw[e] = w.through_k, L.sw[e] = w.total;
       L.bh[e] = h.before_k, L.th[e] = h.through_k, L.sh[e] = h.total;
     }
@@ -215,9 +223,9 @@ void tangent_chunk(int64_t n, const T* MFK_RESTRICT x, const T* MFK_RESTRICT uw,
     const Bin<T> b = L.bin(e);
     Local<T> t{xd[e], T(0), T(0), T(0), T(0), L.gd0[e], L.gd1[e]};
     knot_tangent_finish(b.k, b.pw0, b.pw1, KnotTangentSums<T>{L.bw[e], L.tw[e], L.sw[e]}, K, span,
-                        L.widths(e, c).spread, t.x0, t.x1);
+                        L.spread_w, t.x0, t.x1);
     knot_tangent_finish(b.k, b.ph0, b.ph1, KnotTangentSums<T>{L.bh[e], L.th[e], L.sh[e]}, K, span,
-                        L.heights(e, c).spread, t.y0, t.y1);
+                        L.spread_h, t.y0, t.y1);
     T yd, ld;
     tangent_finish<kInv, kLin>(b, L.v[e], t, K, yd, ld);
     const bool inside = in_domain(x[e], c);

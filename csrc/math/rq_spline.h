@@ -119,11 +119,11 @@ MFK_HD_INLINE Scan<T> scan_start(const SplineConfig<T>& c) {
 // Bin search as nflows does it: the bin is the last knot among 0..K-1 whose position (X forward,
 // Y inverse) is <= v (v inside the domain). Knots are accumulated in nflows' order: cumulative sum
 // of sizes, times 2B, minus B, the last one forced to B. Step i visits knot i; the bin's values are
-// kept by select, so every element runs the same instructions.
+// kept by select, so every element runs the same instructions. p_w, p_h: the softmax probabilities
+// of bin i (callers compute each exp once and reuse it).
 template <bool kInverse, typename T>
-MFK_HD_INLINE void scan_step(int i, T uw_i, T uh_i, T v, const BinSizes<T>& W, const BinSizes<T>& H,
+MFK_HD_INLINE void scan_step(int i, T p_w, T p_h, T v, const BinSizes<T>& W, const BinSizes<T>& H,
                              const SplineConfig<T>& c, Scan<T>& s, Bin<T>& b) {
-  const T p_w = W.prob(uw_i), p_h = H.prob(uh_i);
   const T span = T(2) * c.bound;
   s.cw += W.min + W.spread * p_w;
   s.ch += H.min + H.spread * p_h;
@@ -170,7 +170,8 @@ MFK_HD_INLINE Bin<T> locate(T v, const T* MFK_RESTRICT uw, const T* MFK_RESTRICT
                             int64_t stride, const BinSizes<T>& W, const BinSizes<T>& H, const SplineConfig<T>& c) {
   Scan<T> s = scan_start(c);
   Bin<T> b{};
-  for (int i = 0; i < c.num_bins; ++i) scan_step<kInverse>(i, uw[i * stride], uh[i * stride], v, W, H, c, s, b);
+  for (int i = 0; i < c.num_bins; ++i)
+    scan_step<kInverse>(i, W.prob(uw[i * stride]), H.prob(uh[i * stride]), v, W, H, c, s, b);
   T u0 = T(0), u1 = T(0);
   for (int j = 0; j < c.num_derivs; ++j) derivative_step<kLinear>(j, ud[j * stride], b.k, c.num_bins, u0, u1);
   finish_bin<kLinear>(u0, u1, c, b);
@@ -287,12 +288,12 @@ MFK_HD_INLINE KnotGrad<T> knot_grad(T g0, T g1, T k, T P0, T P1, int K, T span) 
   return {a0, a1, a0 * P0 + a1 * P1};
 }
 
-// d loss / d u_i through the softmax: spread p_i (d loss / d size_i - mean).
+// d loss / d u_i through the softmax: spread p_i (d loss / d size_i - mean), p_i the probability.
 template <typename T>
-MFK_HD_INLINE T logit_grad(int i, T k, const KnotGrad<T>& g, const BinSizes<T>& S, T u_i) {
+MFK_HD_INLINE T logit_grad(int i, T k, const KnotGrad<T>& g, T spread, T p_i) {
   const T fi = static_cast<T>(i);
   const T d_size = (fi < k ? g.a0 : T(0)) + (fi <= k ? g.a1 : T(0));
-  return S.spread * S.prob(u_i) * (d_size - g.mean);
+  return spread * p_i * (d_size - g.mean);
 }
 
 // Tangent of knots k and k + 1 from the logits' tangent:
@@ -383,8 +384,8 @@ MFK_HD_INLINE void element_backward(T g_out, T g_logabsdet, T v, const T* MFK_RE
   const KnotGrad<T> gw = knot_grad(g.x0, g.x1, b.k, b.pw0, b.pw1, K, span);
   const KnotGrad<T> gh = knot_grad(g.y0, g.y1, b.k, b.ph0, b.ph1, K, span);
   for (int i = 0; i < K; ++i) {
-    g_uw[i * stride] = inside ? logit_grad(i, b.k, gw, W, uw[i * stride]) : T(0);
-    g_uh[i * stride] = inside ? logit_grad(i, b.k, gh, H, uh[i * stride]) : T(0);
+    g_uw[i * stride] = inside ? logit_grad(i, b.k, gw, W.spread, W.prob(uw[i * stride])) : T(0);
+    g_uh[i * stride] = inside ? logit_grad(i, b.k, gh, H.spread, H.prob(uh[i * stride])) : T(0);
   }
   const T gd0 = inside ? g.d0 * sigmoid_(b.u0) : T(0);
   const T gd1 = inside ? g.d1 * sigmoid_(b.u1) : T(0);
