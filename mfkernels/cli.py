@@ -25,6 +25,11 @@ def _bench(args) -> int:
         print(f"mfkernels bench: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
     print(bench.format_table(report))
+    if args.flows:
+        from . import bench_flows
+
+        report["flow_steps"] = bench_flows.run(device=args.device, steps_per_epoch=5 if args.quick else 20)
+        print("\n" + bench_flows.format_table(report["flow_steps"]))
     if args.json:
         bench.write_json(report, args.json)
         print(f"\nwrote {args.json}")
@@ -45,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--quick", action="store_true", help="short timing runs (about a second per op)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--flows", action="store_true",
+                   help="also time a training step of an 8-layer RQ spline flow (mfkernels, twin, nflows)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.set_defaults(func=_bench)
     return parser

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
 import mfkernels
@@ -79,3 +80,26 @@ def test_bench_rejects_unknown_op_and_missing_cuda(capsys):
     if not torch.cuda.is_available():
         assert cli.main(["bench", "--device", "cuda"]) == 2
         assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_flow_step_bench_builds_the_same_flow_in_nflows(monkeypatch):
+    """The nflows stack the flow bench times is the same density as ours (shared weights), and the
+    report has one row per implementation."""
+    pytest.importorskip("nflows")
+    from mfkernels import bench_flows, ops
+
+    monkeypatch.setattr(bench_flows, "FEATURES", 6)
+    monkeypatch.setattr(bench_flows, "LAYERS", 3)
+    monkeypatch.setattr(bench_flows, "HIDDEN", 8)
+    ours = bench_flows._mfk_stack(ops.rq_spline).double()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.copy_(0.3 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    theirs = bench_flows._nflows_stack(ours).double()
+    x = 2 * torch.randn(10, 6, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(ours.log_prob(x), theirs.log_prob(x), rtol=1e-10, atol=1e-10)
+    rows = bench_flows.run(batch=4, steps_per_epoch=2)
+    assert [r["impl"] for r in rows] == ["mfkernels", "twin", "nflows"]
+    assert all(r["step_ms"] > 0 for r in rows) and rows[0]["relative_to_mfkernels"] == 1.0
+    assert "x mfkernels" in bench_flows.format_table(rows)

@@ -1,16 +1,19 @@
 """mfkernels.flows: invertible layers built on mfkernels.ops, one interface for all:
 `forward(x, context=None) -> (z, logabsdet)`, `inverse(z, context=None) -> (x, logabsdet)`.
 
-So far: AffineCoupling, RQSplineCoupling (both with an MLP conditioner), ActNorm, LULinear,
-Permutation, Sequential. Still to come from the coupling-flow issue: a conv conditioner for images.
+Layers: AffineCoupling and RQSplineCoupling (vectors with an MLP conditioner, or images (C, H, W)
+with channel masks and a ConvNet conditioner), ActNorm, LULinear, Permutation, Squeeze; Sequential
+composes them and Flow turns a transform into a density with a standard normal base.
 """
 
 from .base import Sequential, Transform
-from .conditioners import MLP
+from .conditioners import MLP, ConvNet
 from .coupling import AffineCoupling, MaskedCoupling, RQSplineCoupling, alternating_mask
+from .flow import Flow, standard_normal_log_prob
 from .linear import LULinear
 from .normalization import ActNorm
 from .permutation import Permutation
+from .reshape import Squeeze
 
-__all__ = ["ActNorm", "AffineCoupling", "LULinear", "MLP", "MaskedCoupling", "Permutation", "RQSplineCoupling",
-           "Sequential", "Transform", "alternating_mask"]
+__all__ = ["ActNorm", "AffineCoupling", "ConvNet", "Flow", "LULinear", "MLP", "MaskedCoupling", "Permutation",
+           "RQSplineCoupling", "Sequential", "Squeeze", "Transform", "alternating_mask", "standard_normal_log_prob"]

@@ -1,11 +1,13 @@
 """Coupling layers: affine (RealNVP / Glow; spread flows' volume-preserving variant, paper 003) and
-rational-quadratic spline (neural spline flows, used by papers 000-004).
+rational-quadratic spline (neural spline flows, used by papers 000-004), on vectors (B, features)
+or images (B, C, H, W).
 
-x is split by a binary mask into an identity part x_id and a transformed part x_tr; a conditioner
-maps (x_id, context) to the elementwise transform's parameters, and x_tr goes through one fused op
-(`mfkernels.ops.affine_coupling` or `mfkernels.ops.rq_spline`). The log-determinant is the op's,
-summed over features for the spline. With the zero-initialised MLP conditioner the affine layer
-starts as the identity.
+x is split by a binary mask into an identity part x_id and a transformed part x_tr (over features
+for vectors, over channels for images, as in RealNVP's channel-wise masks after a squeeze); a
+conditioner (MLP for vectors, ConvNet for images) maps (x_id, context) to the elementwise
+transform's parameters, and x_tr goes through one fused op (`mfkernels.ops.affine_coupling` or
+`mfkernels.ops.rq_spline`). The log-determinant is the op's, summed over all non-batch dims for the
+spline. With the zero-initialised conditioners the affine layer starts as the identity.
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ from torch import Tensor, nn
 
 from .. import ops
 from .base import Transform
-from .conditioners import MLP
+from .conditioners import MLP, ConvNet
+
+
+def _event_shape(cls: str, features: int | tuple[int, ...]) -> tuple[int, ...]:
+    shape = (int(features),) if isinstance(features, int) else tuple(int(f) for f in features)
+    if len(shape) not in (1, 3) or min(shape) < 1:
+        raise ValueError(f"{cls}: 'features' must be an int (vectors) or (C, H, W) (images), got {features!r}")
+    return shape
 
 
 def alternating_mask(features: int, even: bool = True) -> Tensor:
@@ -29,34 +38,58 @@ def alternating_mask(features: int, even: bool = True) -> Tensor:
 
 class MaskedCoupling(Transform):
     """Mask split, conditioner and reassembly shared by the coupling layers; subclasses give the
-    number of parameters per transformed feature and the elementwise transform."""
+    number of parameters per transformed feature and the elementwise transform.
+
+    `features` is an int for vectors (B, features) or (C, H, W) for images, whose mask is over
+    channels. The conditioner maps x_id (B, n_id[, H, W]) to (B, params_per_feature * n_tr[, H, W]).
+    """
 
     params_per_feature: int
 
-    def __init__(self, features: int, mask: Tensor | None, context_features: int, hidden_features: int,
-                 conditioner: Callable[[int, int, int], nn.Module] | None):
+    def __init__(self, features: int | tuple[int, ...], mask: Tensor | None, context_features: int,
+                 hidden_features: int, conditioner: Callable[[int, int, int], nn.Module] | None):
         super().__init__()
         name = type(self).__name__
-        mask = alternating_mask(features) if mask is None else mask.to(torch.bool)
-        if mask.shape != (features,) or mask.all() or not mask.any():
-            raise ValueError(f"{name}: 'mask' must be a ({features},) bool tensor with both parts non-empty")
+        self.event_shape = _event_shape(name, features)
+        n = self.event_shape[0]
+        mask = alternating_mask(n) if mask is None else mask.to(torch.bool)
+        if mask.shape != (n,) or mask.all() or not mask.any():
+            what = "features" if len(self.event_shape) == 1 else "channels"
+            raise ValueError(f"{name}: 'mask' must be a ({n},) bool tensor over the {what}, with both parts non-empty")
         self.register_buffer("identity_index", torch.nonzero(mask).flatten())
         self.register_buffer("transform_index", torch.nonzero(~mask).flatten())
         n_id, n_tr = len(self.identity_index), len(self.transform_index)
-        make = conditioner or (lambda i, o, c: MLP(i, o, hidden_features=hidden_features, context_features=c))
+        net = MLP if len(self.event_shape) == 1 else ConvNet
+        make = conditioner or (lambda i, o, c: net(i, o, hidden_features, context_features=c))
         self.conditioner = make(n_id, self.params_per_feature * n_tr, context_features)
+
+    @property
+    def split_dim(self) -> int:
+        """The dim the mask splits (features of a vector, channels of an image), counted from the end."""
+        return -len(self.event_shape)
+
+    def _per_feature(self, params: Tensor) -> Tensor:
+        """Conditioner output -> x_tr's shape + (params_per_feature,): feature j's parameters are the
+        params_per_feature consecutive outputs from j * params_per_feature on (along split_dim)."""
+        d = self.split_dim
+        return params.unflatten(d, (-1, self.params_per_feature)).movedim(d, -1)
 
     @abstractmethod
     def _elementwise(self, x_tr: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
-        """(B, n_tr) and (B, n_tr * params_per_feature) -> (y_tr, logabsdet (B,))."""
+        """x_tr (B, n_tr[, H, W]) and the conditioner's output -> (y_tr, logabsdet (B,))."""
 
     def _transform(self, x: Tensor, context: Tensor | None, inverse: bool) -> tuple[Tensor, Tensor]:
-        x_id = x.index_select(-1, self.identity_index)
-        x_tr = x.index_select(-1, self.transform_index)
+        d = self.split_dim
+        if x.dim() < -d or tuple(x.shape[d:]) != self.event_shape:
+            raise ValueError(f"{type(self).__name__}: expected inputs (B, {', '.join(map(str, self.event_shape))}), "
+                             f"got {tuple(x.shape)}")
+        x_id = x.index_select(d, self.identity_index)
+        x_tr = x.index_select(d, self.transform_index)
         y_tr, logabsdet = self._elementwise(x_tr, self.conditioner(x_id, context), inverse)
+        trailing = (slice(None),) * (len(self.event_shape) - 1)
         out = torch.empty_like(x)
-        out[..., self.identity_index] = x_id
-        out[..., self.transform_index] = y_tr
+        out[(Ellipsis, self.identity_index, *trailing)] = x_id
+        out[(Ellipsis, self.transform_index, *trailing)] = y_tr
         return out, logabsdet
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -67,11 +100,11 @@ class MaskedCoupling(Transform):
 
 
 class AffineCoupling(MaskedCoupling):
-    """Affine coupling on vectors (B, features) with an MLP (or any) conditioner.
+    """Affine coupling on vectors (B, features) or images (B, C, H, W), MLP or ConvNet conditioner.
 
     Args:
-        features: number of features.
-        mask: bool tensor (features,), True for the identity part; default alternating.
+        features: number of features, or (C, H, W) for images.
+        mask: bool tensor (features,) or (C,), True for the identity part; default alternating.
         mode: "exp", "softclamp", "sigmoid" or "volume_preserving" (see ops.affine_coupling).
         clamp: softclamp's bound.
         context_features: size of the conditioning vector (0 for none).
@@ -82,7 +115,7 @@ class AffineCoupling(MaskedCoupling):
 
     params_per_feature = 2
 
-    def __init__(self, features: int, mask: Tensor | None = None, mode: str = "softclamp", clamp: float | None = 3.0,
+    def __init__(self, features: int | tuple[int, ...], mask: Tensor | None = None, mode: str = "softclamp", clamp: float | None = 3.0,
                  context_features: int = 0, hidden_features: int = 64,
                  conditioner: Callable[[int, int, int], nn.Module] | None = None,
                  coupling_fn: Callable[..., tuple[Tensor, Tensor]] = ops.affine_coupling):
@@ -92,20 +125,21 @@ class AffineCoupling(MaskedCoupling):
         self.clamp = clamp if mode == "softclamp" else None
 
     def _elementwise(self, x_tr: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
-        shift, scale = params.chunk(2, dim=-1)
+        shift, scale = params.chunk(2, dim=self.split_dim)  # all shifts, then all scales
         return self.coupling_fn(x_tr, shift, scale, mode=self.mode, clamp=self.clamp, inverse=inverse)
 
 
 class RQSplineCoupling(MaskedCoupling):
     """Rational-quadratic spline coupling (Durkin et al. 2019) with linear tails outside
-    [-tail_bound, tail_bound]: per transformed feature the conditioner gives num_bins width, num_bins
-    height and num_bins - 1 derivative logits for `mfkernels.ops.rq_spline`.
+    [-tail_bound, tail_bound], on vectors or (features=(C, H, W)) images: per transformed feature
+    (channel and position for images) the conditioner gives num_bins width, num_bins height and
+    num_bins - 1 derivative logits for `mfkernels.ops.rq_spline`.
 
     `spline_fn` defaults to `mfkernels.ops.rq_spline`; `mfkernels.reference.rq_spline` or nflows'
     `unconstrained_rational_quadratic_spline` build the same layer on other implementations.
     """
 
-    def __init__(self, features: int, num_bins: int = 8, tail_bound: float = 3.0, mask: Tensor | None = None,
+    def __init__(self, features: int | tuple[int, ...], num_bins: int = 8, tail_bound: float = 3.0, mask: Tensor | None = None,
                  context_features: int = 0, hidden_features: int = 64,
                  conditioner: Callable[[int, int, int], nn.Module] | None = None,
                  spline_fn: Callable[..., tuple[Tensor, Tensor]] = ops.rq_spline):
@@ -119,8 +153,8 @@ class RQSplineCoupling(MaskedCoupling):
 
     def _elementwise(self, x_tr: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
         K = self.num_bins
-        params = params.reshape(*x_tr.shape, 3 * K - 1)
+        params = self._per_feature(params)
         widths, heights, derivatives = params[..., :K], params[..., K:2 * K], params[..., 2 * K:]
         y, logabsdet = self.spline_fn(x_tr, widths, heights, derivatives, inverse=inverse, tails="linear",
                                       tail_bound=self.tail_bound)
-        return y, logabsdet.sum(-1)
+        return y, logabsdet.flatten(1).sum(-1)

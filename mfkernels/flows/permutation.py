@@ -1,4 +1,4 @@
-"""Fixed feature permutations between coupling layers (log-determinant 0)."""
+"""Fixed feature (or image channel) permutations between coupling layers (log-determinant 0)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from .base import Transform
 
 
 class Permutation(Transform):
-    """Permutes the last dimension: "reverse", "random" (seeded) or an explicit index tensor."""
+    """Permutes one dimension: "reverse", "random" (seeded) or an explicit index tensor. `dim` is -1
+    for vectors (B, features), 1 for the channels of images (B, C, H, W)."""
 
-    def __init__(self, features: int, kind: str | Tensor = "reverse", seed: int = 0):
+    def __init__(self, features: int, kind: str | Tensor = "reverse", seed: int = 0, dim: int = -1):
         super().__init__()
+        self.dim = dim
         if isinstance(kind, Tensor):
             perm = kind.long()
         elif kind == "reverse":
@@ -27,7 +29,7 @@ class Permutation(Transform):
         self.register_buffer("inverse_perm", torch.argsort(perm))
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return x[..., self.perm], x.new_zeros(x.shape[0])
+        return x.index_select(self.dim, self.perm), x.new_zeros(x.shape[0])
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return z[..., self.inverse_perm], z.new_zeros(z.shape[0])
+        return z.index_select(self.dim, self.inverse_perm), z.new_zeros(z.shape[0])
