@@ -8,6 +8,7 @@
 //
 // The derivative d/dJ 0.5 log det(J^T J) = J (J^T J)^{-1} and its contraction with a tangent are
 // what M-flow (paper 000) and chart flows (004, eq. 2) need for exact injective-flow densities.
+#include "checks.h"
 #include "gram_kernels.h"
 
 #include <ATen/ops/empty.h>
@@ -26,20 +27,6 @@ namespace gram {
 namespace {
 
 using at::Tensor;
-
-void check_floating(const Tensor& t, const char* op, const char* name) {
-  TORCH_CHECK(t.defined(), op, ": argument '", name, "' is undefined");
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": argument '",
-              name, "' must be float32 or float64, got ", t.scalar_type());
-}
-
-void check_same_device_dtype(const Tensor& ref, const char* ref_name, const Tensor& t,
-                             const char* op, const char* name) {
-  TORCH_CHECK(t.device() == ref.device(), op, ": argument '", name, "' is on ", t.device(),
-              " but '", ref_name, "' is on ", ref.device(), "; move both to one device");
-  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": argument '", name, "' has dtype ",
-              t.scalar_type(), " but '", ref_name, "' has dtype ", ref.scalar_type());
-}
 
 // J must be (..., D, d) with D >= d >= 1. Works on symbolic sizes so Meta kernels share it.
 void check_jacobian(const Tensor& J, const char* op) {

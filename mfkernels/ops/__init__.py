@@ -5,6 +5,7 @@ backward (and tangent) kernels, a pure-torch twin in `mfkernels.reference`, and 
 from ._registry import OpSpec, all_ops, get_op
 from .coupling import affine_coupling
 from .gram import gram_logdet
+from .lowrank_gaussian import lowrank_gaussian_log_prob
 from .spline import rq_spline
 
-__all__ = ["OpSpec", "affine_coupling", "all_ops", "get_op", "gram_logdet", "rq_spline"]
+__all__ = ["OpSpec", "affine_coupling", "all_ops", "get_op", "gram_logdet", "lowrank_gaussian_log_prob", "rq_spline"]

@@ -31,3 +31,9 @@ def check_unit_interval(op: str, name: str, value: float | None) -> None:
         return
     if not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
         raise ValueError(f"{op}: argument '{name}' must be None or a float in [0, 1), got {value!r}")
+
+
+def cannot_read_values() -> bool:
+    """True where tensor values cannot be read back (torch.compile tracing, torch.func transforms):
+    value checks are skipped there and the op's NaN policy applies instead."""
+    return torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()

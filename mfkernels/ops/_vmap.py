@@ -52,3 +52,27 @@ def register_row_vmap(qualname: str) -> None:
         return out, tuple(0 for _ in out)
 
     torch.library.register_vmap(qualname, rule)
+
+
+def register_loop_vmap(qualname: str, fast_rule=None) -> None:
+    """Registers a rule for ops whose vmapped arguments cannot be merged into one call in general
+    (e.g. a vmapped shared matrix): `fast_rule(info, in_dims, *args)` may return (out, out_dims)
+    for the cases it handles, or None; otherwise the op runs once per vmapped slice and the results
+    are stacked (an explicit loop, without torch's per-sample fallback warning)."""
+
+    namespace, name = qualname.split("::")
+    op = getattr(getattr(torch.ops, namespace), name)
+
+    def rule(info, in_dims, *args):
+        if fast_rule is not None:
+            result = fast_rule(info, in_dims, *args)
+            if result is not None:
+                return result
+        moved = [_to_front(a, d, info.batch_size) for a, d in zip(args, in_dims)]
+        outs = [op(*(a[i] if isinstance(a, torch.Tensor) else a for a in moved)) for i in range(info.batch_size)]
+        if isinstance(outs[0], tuple):
+            stacked = tuple(torch.stack(parts) for parts in zip(*outs))
+            return stacked, tuple(0 for _ in stacked)
+        return torch.stack(outs), 0
+
+    torch.library.register_vmap(qualname, rule)

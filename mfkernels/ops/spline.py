@@ -16,7 +16,7 @@ from torch import Tensor
 
 from .. import reference
 from ._autograd import tangent_aware_apply
-from ._checks import check_tensor
+from ._checks import check_tensor, cannot_read_values
 from ._registry import OpSpec, register
 from ._vmap import register_leading_batch_vmap
 
@@ -73,10 +73,6 @@ class _RQSpline(torch.autograd.Function):
 
 
 _apply = tangent_aware_apply(_RQSpline)
-
-
-def _cannot_read_values() -> bool:
-    return torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
 
 
 def rq_spline(
@@ -138,7 +134,7 @@ def rq_spline(
         )
     # The domain check reads a value back (as nflows does); where that is impossible (compiled
     # graphs, torch.func transforms) out-of-domain elements come out NaN instead.
-    if tails is None and inputs.numel() and not _cannot_read_values():
+    if tails is None and inputs.numel() and not cannot_read_values():
         outside = int((inputs.abs() > tail_bound).sum())
         if outside:
             raise ValueError(

@@ -6,6 +6,7 @@ tensor arguments as its op and returns the same values (up to floating point) on
 
 from .coupling import affine_coupling
 from .gram import gram_logdet
+from .lowrank_gaussian import lowrank_gaussian_log_prob
 from .spline import rq_spline
 
-__all__ = ["affine_coupling", "gram_logdet", "rq_spline"]
+__all__ = ["affine_coupling", "gram_logdet", "lowrank_gaussian_log_prob", "rq_spline"]
