@@ -27,7 +27,8 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 def _median_seconds(fn, min_run_time: float) -> float:
     fn()
     fn()
-    return Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time).median
+    # Timer defaults to one thread; time with the threads torch (and the user) would use
+    return Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads()).blocked_autorange(min_run_time=min_run_time).median
 
 
 def _forward(fn, inputs):
