@@ -6,6 +6,7 @@ from ._registry import OpSpec, all_ops, get_op
 from .coupling import affine_coupling
 from .gram import gram_logdet
 from .lowrank_gaussian import lowrank_gaussian_log_prob
+from .spectrum import intrinsic_dimension, spectrum
 from .spline import rq_spline
 
-__all__ = ["OpSpec", "affine_coupling", "all_ops", "get_op", "gram_logdet", "lowrank_gaussian_log_prob", "rq_spline"]
+__all__ = ["OpSpec", "affine_coupling", "all_ops", "get_op", "gram_logdet", "intrinsic_dimension", "lowrank_gaussian_log_prob", "rq_spline", "spectrum"]
