@@ -76,3 +76,26 @@ def register_loop_vmap(qualname: str, fast_rule=None) -> None:
         return torch.stack(outs), 0
 
     torch.library.register_vmap(qualname, rule)
+
+
+def merged_rows_rule(qualname: str, row_args: int, shared_outputs: tuple[int, ...] = ()):
+    """A `fast_rule` for register_loop_vmap: when only the first `row_args` arguments (rows (N, ...))
+    are vmapped, merge the vmapped dim into the rows, call the op once, and split the row outputs
+    again; outputs listed in `shared_outputs` (e.g. a factorisation of the shared matrix) stay unbatched."""
+
+    namespace, name = qualname.split("::")
+    op = getattr(getattr(torch.ops, namespace), name)
+
+    def rule(info, in_dims, *args):
+        if any(d is not None for d in in_dims[row_args:]):
+            return None
+        V = info.batch_size
+        rows = [_to_front(a, d, V) for a, d in zip(args[:row_args], in_dims[:row_args])]
+        N = rows[0].shape[1]
+        out = op(*(r.reshape(V * N, *r.shape[2:]) for r in rows), *args[row_args:])
+        out = out if isinstance(out, tuple) else (out,)
+        split = tuple(o if i in shared_outputs else o.reshape(V, N, *o.shape[1:]) for i, o in enumerate(out))
+        dims = tuple(None if i in shared_outputs else 0 for i in range(len(out)))
+        return (split, dims) if len(out) > 1 else (split[0], dims[0])
+
+    return rule

@@ -16,7 +16,7 @@ from .. import reference
 from ._autograd import tangent_aware_apply
 from ._checks import cannot_read_values, check_tensor
 from ._registry import OpSpec, register
-from ._vmap import register_loop_vmap
+from ._vmap import merged_rows_rule, register_loop_vmap
 
 _OP = "mfkernels.ops.lowrank_gaussian_log_prob"
 
@@ -105,20 +105,8 @@ def lowrank_gaussian_log_prob(x: Tensor, loc: Tensor, W: Tensor, diag: Tensor) -
     return _apply(rows, loc_rows, W, diag_d)[0].reshape(x.shape[:-1])
 
 
-def _rows_forward(info, in_dims, x, loc, W, diag):
-    """vmap over x and loc only (the usual case): one call on V * N rows."""
-    if in_dims[2] is not None or in_dims[3] is not None:
-        return None
-    V = info.batch_size
-    x = x.movedim(in_dims[0], 0) if in_dims[0] is not None else x.expand(V, *x.shape)
-    loc = loc.movedim(in_dims[1], 0) if in_dims[1] is not None else loc.expand(V, *loc.shape)
-    N = x.shape[1]
-    log_prob, s, v, cinv = torch.ops.mfkernels.lowrank_gaussian_log_prob_forward(
-        x.reshape(V * N, -1), loc.reshape(V * N, -1), W, diag)
-    return (log_prob.view(V, N), s.view(V, N, -1), v.view(V, N, -1), cinv), (0, 0, 0, None)
-
-
-register_loop_vmap("mfkernels::lowrank_gaussian_log_prob_forward", _rows_forward)
+_FORWARD = "mfkernels::lowrank_gaussian_log_prob_forward"
+register_loop_vmap(_FORWARD, merged_rows_rule(_FORWARD, row_args=2, shared_outputs=(3,)))  # vmap over x, loc
 register_loop_vmap("mfkernels::lowrank_gaussian_log_prob_backward")
 register_loop_vmap("mfkernels::lowrank_gaussian_log_prob_jvp")
 

@@ -8,5 +8,6 @@ from .coupling import affine_coupling
 from .gram import gram_logdet
 from .lowrank_gaussian import lowrank_gaussian_log_prob
 from .spline import rq_spline
+from .tril_gaussian import tril_gaussian_log_prob
 
-__all__ = ["affine_coupling", "gram_logdet", "lowrank_gaussian_log_prob", "rq_spline"]
+__all__ = ["affine_coupling", "gram_logdet", "lowrank_gaussian_log_prob", "rq_spline", "tril_gaussian_log_prob"]

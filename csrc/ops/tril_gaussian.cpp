@@ -1,0 +1,178 @@
+// Torch-facing layer of the (possibly noisy) Gaussian with lower-triangular scale, the spread-flow prior
+// (paper 003, eqs 12-13): log N(z; 0, L L^T + sigma^2 I), L = tril(A) (the upper triangle is never read).
+// Rows z are (N, D); A is (D, D); sigma is a 0-dim tensor.
+//
+// sigma > 0 ("noisy"): one Cholesky factor C of Sigma = L L^T + sigma^2 I per call, shared by the batch.
+//   tril_gaussian_noisy_forward(z, A, sigma)  -> (log_prob (N,), C (D, D), w (N, D))    w = C^-1 z (rows)
+//   tril_gaussian_noisy_backward(grad, A, sigma, C, w) -> (grad_z, grad_A, grad_sigma)
+// sigma = 0, L of full rank ("triangular"): a triangular solve with L itself, no factorisation at all.
+//   tril_gaussian_triangular_forward(z, A)    -> (log_prob (N,), w (N, D))              w = L^-1 z (rows)
+//   tril_gaussian_triangular_backward(grad, A, w) -> (grad_z, grad_A)
+//
+// Gradients with alpha = Sigma^-1 z per row, g the incoming gradient, G = sum g (analytic, no autograd
+// through a factorisation): d/dz = -g alpha; d/dSigma = 1/2 (sum_n g_n alpha_n alpha_n^T - G Sigma^-1) =: M / 2,
+// so d/dL = tril(M L), d/dsigma = sigma tr(M). In the triangular case alpha = L^-T w, L^T alpha = w and
+// d log|det L| / dL = diag(1 / L_ii): d/dL = tril(sum_n g_n alpha_n w_n^T) - G diag(1 / L_ii), O(N D^2).
+// The work is LAPACK/BLAS (potrf, trsm, gemm) through ATen, so one device-generic driver serves CPU and CUDA.
+#include "checks.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/SymInt.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <tuple>
+
+namespace mfk {
+namespace tril_gaussian {
+namespace {
+
+constexpr const char* kNoisyForward = "mfkernels.tril_gaussian_noisy_forward";
+constexpr const char* kNoisyBackward = "mfkernels.tril_gaussian_noisy_backward";
+constexpr const char* kTriForward = "mfkernels.tril_gaussian_triangular_forward";
+constexpr const char* kTriBackward = "mfkernels.tril_gaussian_triangular_backward";
+
+// z (N, D) rows and A (D, D), one dtype and device; `others` must share them too.
+void check_rows_and_scale(const Tensor& z, const Tensor& A, const char* op,
+                          std::initializer_list<std::pair<const Tensor*, const char*>> others = {}) {
+  check_floating(z, op, "z");
+  TORCH_CHECK(z.dim() == 2, op, ": argument 'z' must be rows (N, D), got ", z.sym_sizes());
+  check_floating(A, op, "A");
+  check_same_device_dtype(z, "z", A, op, "A");
+  TORCH_CHECK(A.dim() == 2 && A.sym_size(0) == z.sym_size(1) && A.sym_size(1) == z.sym_size(1), op,
+              ": argument 'A' must be square (D, D) with D = ", z.sym_size(1), " (the last dim of 'z'), got ",
+              A.sym_sizes());
+  for (const auto& [t, name] : others) {
+    check_floating(*t, op, name);
+    check_same_device_dtype(z, "z", *t, op, name);
+  }
+}
+
+void check_per_row(const Tensor& z, const Tensor& t, const char* name, const char* op) {
+  check_floating(t, op, name);
+  check_same_device_dtype(z, "z", t, op, name);
+  TORCH_CHECK(t.dim() == 1 && t.sym_size(0) == z.sym_size(0), op, ": argument '", name, "' must have shape (N,) = (",
+              z.sym_size(0), ",), got ", t.sym_sizes());
+}
+
+void check_like(const Tensor& t, const Tensor& like, const char* name, const char* what, const char* op) {
+  TORCH_CHECK(t.sym_sizes() == like.sym_sizes(), op, ": argument '", name, "' must have shape ", what, " = ",
+              like.sym_sizes(), ", got ", t.sym_sizes());
+}
+
+double half_log_2pi_times(int64_t D) { return 0.5 * static_cast<double>(D) * std::log(2 * M_PI); }
+
+// w = T^-1 z^T, returned as rows (N, D), for lower-triangular T.
+Tensor solve_rows(const Tensor& T, const Tensor& z) {
+  return at::linalg_solve_triangular(T, z.t(), /*upper=*/false).t().contiguous();
+}
+
+// alpha = T^-T w^T as rows.
+Tensor solve_transposed_rows(const Tensor& T, const Tensor& w) {
+  return at::linalg_solve_triangular(T.t(), w.t(), /*upper=*/true).t().contiguous();
+}
+
+std::tuple<Tensor, Tensor, Tensor> noisy_forward(const Tensor& z, const Tensor& A, const Tensor& sigma) {
+  check_rows_and_scale(z, A, kNoisyForward, {{&sigma, "sigma"}});
+  TORCH_CHECK(sigma.dim() == 0, kNoisyForward, ": argument 'sigma' must be a 0-dim tensor, got ", sigma.sym_sizes());
+  const int64_t D = z.size(1);
+  Tensor L = at::tril(A);
+  Tensor cov = at::addmm(at::diag_embed(sigma.square().expand({D})), L, L.t());
+  auto [factor, info] = at::linalg_cholesky_ex(cov);
+  Tensor C = factor.contiguous();  // LAPACK hands back column-major; the schema promises row-major
+  Tensor w = solve_rows(C, z);
+  Tensor log_prob = -0.5 * w.square().sum(1) - C.diagonal().log().sum() - half_log_2pi_times(D);
+  // Sigma >= sigma^2 I always factors; only non-finite A or sigma get here: NaN, not a number.
+  log_prob = at::where(info == 0, log_prob, at::full({}, NAN, log_prob.options()));
+  return {log_prob, C, w};
+}
+
+std::tuple<Tensor, Tensor, Tensor> noisy_backward(const Tensor& grad, const Tensor& A, const Tensor& sigma,
+                                                  const Tensor& C, const Tensor& w) {
+  check_rows_and_scale(w, A, kNoisyBackward, {{&sigma, "sigma"}, {&C, "C"}});
+  check_per_row(w, grad, "grad", kNoisyBackward);
+  check_like(C, A, "C", "A's shape", kNoisyBackward);
+  Tensor alpha = solve_transposed_rows(C, w);
+  Tensor precision = at::cholesky_inverse(C);  // symmetric: its layout does not matter here
+  // M = sum_n g_n alpha_n alpha_n^T - G Sigma^-1
+  Tensor M = at::mm(alpha.t(), alpha * grad.unsqueeze(1)).sub_(precision * grad.sum());
+  Tensor grad_A = at::tril(at::mm(M, at::tril(A)));
+  Tensor grad_sigma = sigma * M.diagonal().sum();
+  return {alpha.mul_(grad.neg().unsqueeze(1)), grad_A, grad_sigma};
+}
+
+std::tuple<Tensor, Tensor> triangular_forward(const Tensor& z, const Tensor& A) {
+  check_rows_and_scale(z, A, kTriForward);
+  const int64_t D = z.size(1);
+  Tensor L = at::tril(A);
+  Tensor w = solve_rows(L, z);
+  Tensor log_prob = -0.5 * w.square().sum(1) - L.diagonal().abs().log().sum() - half_log_2pi_times(D);
+  return {log_prob, w};
+}
+
+std::tuple<Tensor, Tensor> triangular_backward(const Tensor& grad, const Tensor& A, const Tensor& w) {
+  check_rows_and_scale(w, A, kTriBackward);
+  check_per_row(w, grad, "grad", kTriBackward);
+  Tensor L = at::tril(A);
+  Tensor alpha = solve_transposed_rows(L, w);
+  Tensor grad_A = at::tril(at::mm(alpha.t(), w * grad.unsqueeze(1)));
+  grad_A.diagonal().sub_(L.diagonal().reciprocal() * grad.sum());
+  return {alpha.mul_(grad.neg().unsqueeze(1)), grad_A};
+}
+
+// ---- Meta kernels: shapes only ----
+
+std::tuple<Tensor, Tensor, Tensor> noisy_forward_meta(const Tensor& z, const Tensor& A, const Tensor& sigma) {
+  check_rows_and_scale(z, A, kNoisyForward, {{&sigma, "sigma"}});
+  return {at::empty_symint({z.sym_size(0)}, z.options()), at::empty_symint(A.sym_sizes(), A.options()),
+          at::empty_symint(z.sym_sizes(), z.options())};
+}
+
+std::tuple<Tensor, Tensor, Tensor> noisy_backward_meta(const Tensor& grad, const Tensor& A, const Tensor& sigma,
+                                                       const Tensor& C, const Tensor& w) {
+  check_rows_and_scale(w, A, kNoisyBackward, {{&sigma, "sigma"}, {&C, "C"}});
+  return {at::empty_symint(w.sym_sizes(), w.options()), at::empty_symint(A.sym_sizes(), A.options()),
+          at::empty_symint({}, sigma.options())};
+}
+
+std::tuple<Tensor, Tensor> triangular_forward_meta(const Tensor& z, const Tensor& A) {
+  check_rows_and_scale(z, A, kTriForward);
+  return {at::empty_symint({z.sym_size(0)}, z.options()), at::empty_symint(z.sym_sizes(), z.options())};
+}
+
+std::tuple<Tensor, Tensor> triangular_backward_meta(const Tensor& grad, const Tensor& A, const Tensor& w) {
+  check_rows_and_scale(w, A, kTriBackward);
+  return {at::empty_symint(w.sym_sizes(), w.options()), at::empty_symint(A.sym_sizes(), A.options())};
+}
+
+}  // namespace
+}  // namespace tril_gaussian
+}  // namespace mfk
+
+TORCH_LIBRARY_FRAGMENT(mfkernels, m) {
+  m.def("tril_gaussian_noisy_forward(Tensor z, Tensor A, Tensor sigma) -> (Tensor log_prob, Tensor C, Tensor w)");
+  m.def("tril_gaussian_noisy_backward(Tensor grad, Tensor A, Tensor sigma, Tensor C, Tensor w) -> "
+        "(Tensor grad_z, Tensor grad_A, Tensor grad_sigma)");
+  m.def("tril_gaussian_triangular_forward(Tensor z, Tensor A) -> (Tensor log_prob, Tensor w)");
+  m.def("tril_gaussian_triangular_backward(Tensor grad, Tensor A, Tensor w) -> (Tensor grad_z, Tensor grad_A)");
+}
+
+#define MFK_REGISTER_TRIL_GAUSSIAN(m)                                                   \
+  m.impl("tril_gaussian_noisy_forward", mfk::tril_gaussian::noisy_forward);             \
+  m.impl("tril_gaussian_noisy_backward", mfk::tril_gaussian::noisy_backward);           \
+  m.impl("tril_gaussian_triangular_forward", mfk::tril_gaussian::triangular_forward);   \
+  m.impl("tril_gaussian_triangular_backward", mfk::tril_gaussian::triangular_backward);
+
+// One device-generic driver (LAPACK/BLAS on CPU, cuSOLVER/cuBLAS on GPU).
+TORCH_LIBRARY_IMPL(mfkernels, CPU, m) { MFK_REGISTER_TRIL_GAUSSIAN(m) }
+
+#ifdef MFK_WITH_CUDA
+TORCH_LIBRARY_IMPL(mfkernels, CUDA, m) { MFK_REGISTER_TRIL_GAUSSIAN(m) }
+#endif
+
+TORCH_LIBRARY_IMPL(mfkernels, Meta, m) {
+  m.impl("tril_gaussian_noisy_forward", mfk::tril_gaussian::noisy_forward_meta);
+  m.impl("tril_gaussian_noisy_backward", mfk::tril_gaussian::noisy_backward_meta);
+  m.impl("tril_gaussian_triangular_forward", mfk::tril_gaussian::triangular_forward_meta);
+  m.impl("tril_gaussian_triangular_backward", mfk::tril_gaussian::triangular_backward_meta);
+}

@@ -1,0 +1,172 @@
+"""mfkernels.ops.tril_gaussian_log_prob: sigma > 0 and sigma = 0 full rank against
+torch.distributions.MultivariateNormal and the twin (float64), the degenerate sigma = 0 case against
+numpy's pseudo-inverse and pseudo-determinant, gradients, vmap, opcheck, compile, errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.distributions import MultivariateNormal
+
+from mfkernels import reference
+from mfkernels.ops import tril_gaussian_log_prob
+
+
+def scale(D, gen, device="cpu", dtype=torch.float64):
+    """Well-conditioned lower-triangular A; its upper triangle holds junk the op must ignore."""
+    A = torch.randn(D, D, dtype=dtype, generator=gen) / D**0.5 + torch.eye(D, dtype=dtype)
+    return A.to(device)
+
+
+def dense(z, A, sigma):
+    L = torch.tril(A)
+    cov = L @ L.T + sigma**2 * torch.eye(L.shape[0], dtype=L.dtype, device=L.device)
+    return MultivariateNormal(torch.zeros_like(cov[0]), cov, validate_args=False).log_prob(z)
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1e-2, 0.0])
+@pytest.mark.parametrize("B,D", [(6, 5), (1, 1), (0, 3), (40, 17)])
+def test_values_and_gradients_match_multivariate_normal(B, D, sigma, device, gen):
+    z = torch.randn(B, D, dtype=torch.float64, generator=gen).to(device).requires_grad_()
+    A = scale(D, gen, device).requires_grad_()
+    s = torch.tensor(sigma, dtype=torch.float64, device=device, requires_grad=True)
+    ours, expected = tril_gaussian_log_prob(z, A, s), dense(z, A, s)
+    assert ours.shape == (B,)
+    torch.testing.assert_close(ours, expected, rtol=1e-11, atol=1e-10)
+    torch.testing.assert_close(ours, reference.tril_gaussian_log_prob(z, A, s), rtol=1e-11, atol=1e-10)
+    weights = torch.randn(B, dtype=torch.float64, generator=gen).to(device)
+    got = torch.autograd.grad((ours * weights).sum(), (z, A, s), allow_unused=True)
+    want = torch.autograd.grad((expected * weights).sum(), (z, A, s), allow_unused=True)
+    for name, a, b in zip(("z", "A", "sigma"), got, want):
+        b = torch.zeros_like(a) if b is None else b
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9, msg=f"gradient of {name}")
+    assert torch.equal(torch.triu(got[1], 1), torch.zeros_like(got[1])), "the upper triangle is never read"
+
+
+def test_gradcheck_noisy_and_triangular(gen):
+    z = torch.randn(4, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    A = scale(5, gen).requires_grad_()
+    sigma = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(tril_gaussian_log_prob, (z, A, sigma))
+    assert torch.autograd.gradcheck(lambda z, A: tril_gaussian_log_prob(z, A, 0.0), (z, A))
+
+
+def degenerate_problem(gen, D=6, r=2, B=5):
+    A = torch.tril(torch.randn(D, D, dtype=torch.float64, generator=gen))
+    A[:, r:] = 0  # rank r
+    z = torch.randn(B, D, dtype=torch.float64, generator=gen) @ A.T  # on the range of A
+    return z, A
+
+
+def test_degenerate_case_matches_numpy_pseudo_inverse_and_pseudo_determinant(gen):
+    z, A = degenerate_problem(gen)
+    off = z.clone()
+    off[0] += 0.1 * torch.randn(6, dtype=torch.float64, generator=gen)
+    ours = tril_gaussian_log_prob(off, A)
+    M = (A @ A.T).numpy()
+    eig = np.linalg.eigvalsh(M)
+    eig = eig[eig > 1e-12 * eig.max()]
+    assert len(eig) == 2
+    expected = (-0.5 * np.einsum("bi,ij,bj->b", off.numpy(), np.linalg.pinv(M), off.numpy())
+                - 0.5 * np.sum(np.log(2 * np.pi * eig)))
+    assert ours[0].item() == -math.inf
+    np.testing.assert_allclose(ours[1:].numpy(), expected[1:], rtol=1e-10)
+    assert not torch.isnan(ours).any()
+
+
+def test_degenerate_gradients_match_autograd_through_pinv(gen):
+    """At fixed rank and z on the range, the pseudo-inverse formula differentiated by autograd
+    (torch.linalg.pinv, svdvals) is an independent statement of the analytic gradients."""
+    z, A = degenerate_problem(gen)
+    z, A = z.requires_grad_(), A.requires_grad_()
+    weights = torch.randn(5, dtype=torch.float64, generator=gen)
+    got = torch.autograd.grad((tril_gaussian_log_prob(z, A) * weights).sum(), (z, A))
+
+    def oracle(z, A):
+        L = torch.tril(A)
+        s = torch.linalg.svdvals(L)[:2]
+        quad = torch.einsum("bi,ij,bj->b", z, torch.linalg.pinv(L @ L.T, hermitian=True), z)
+        return -0.5 * quad - torch.log(s).sum() - math.log(2 * math.pi)
+
+    want = torch.autograd.grad((oracle(z, A) * weights).sum(), (z, A))
+    torch.testing.assert_close(got[0], want[0], rtol=1e-7, atol=1e-8)
+    torch.testing.assert_close(got[1], torch.tril(want[1]), rtol=1e-6, atol=1e-7)
+    off = z.detach().clone()
+    off[0, 0] += 1.0
+    off.requires_grad_()
+    (g,) = torch.autograd.grad(tril_gaussian_log_prob(off, A.detach())[1:].sum(), off)  # -inf row unused: 0
+    assert torch.equal(g[0], torch.zeros(6, dtype=torch.float64)) and torch.isfinite(g).all()
+
+
+def test_vmap_over_z_and_over_A(gen):
+    A = scale(4, gen)
+    zs = torch.randn(3, 5, 4, dtype=torch.float64, generator=gen)
+    As = torch.stack([scale(4, gen) for _ in range(3)])
+    for sigma in (0.3, 0.0):
+        f = lambda z, A: tril_gaussian_log_prob(z, A, sigma)  # noqa: E731
+        torch.testing.assert_close(torch.func.vmap(f, (0, None))(zs, A), dense(zs, A, sigma))
+        torch.testing.assert_close(torch.func.vmap(f, (None, 0))(zs[0], As),
+                                   torch.stack([dense(zs[0], a, sigma) for a in As]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_opcheck_all_kernels(dtype, device, gen):
+    z = torch.randn(5, 4, dtype=dtype, generator=gen).to(device)
+    A = scale(4, gen, device, dtype)
+    sigma = torch.tensor(0.2, dtype=dtype, device=device)
+    grad = torch.randn(5, dtype=dtype, generator=gen).to(device)
+    _, C, w = torch.ops.mfkernels.tril_gaussian_noisy_forward(z, A, sigma)
+    _, w0 = torch.ops.mfkernels.tril_gaussian_triangular_forward(z, A)
+    for op, args in [
+        (torch.ops.mfkernels.tril_gaussian_noisy_forward, (z, A, sigma)),
+        (torch.ops.mfkernels.tril_gaussian_noisy_backward, (grad, A, sigma, C, w)),
+        (torch.ops.mfkernels.tril_gaussian_triangular_forward, (z, A)),
+        (torch.ops.mfkernels.tril_gaussian_triangular_backward, (grad, A, w0)),
+    ]:
+        torch.library.opcheck(op, args)
+
+
+def test_float32_error_is_within_conditioning_bound(device, gen):
+    """|A| ~ 1, cond(A) ~ 3: float32 keeps a few eps relative to the log-density's terms (~D)."""
+    z = torch.randn(64, 100, dtype=torch.float64, generator=gen).to(device)
+    A = scale(100, gen, device)
+    for sigma in (1e-2, 0.0):
+        exact = tril_gaussian_log_prob(z, A, sigma)
+        single = tril_gaussian_log_prob(z.float(), A.float(), sigma).double()
+        assert ((single - exact).abs() / (exact.abs() + 100)).max() < 100 * torch.finfo(torch.float32).eps
+
+
+def test_torch_compile_fullgraph_matches_eager(gen):
+    z = torch.randn(6, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    A = scale(5, gen).requires_grad_()
+    sigma = torch.tensor(0.1, dtype=torch.float64, requires_grad=True)
+
+    def loss(z, A, sigma):
+        return tril_gaussian_log_prob(z, A, sigma).sum() + tril_gaussian_log_prob(z, A, 0.0).sum()
+
+    compiled = torch.compile(loss, fullgraph=True)
+    value = compiled(z, A, sigma)
+    torch.testing.assert_close(value, loss(z, A, sigma))
+    for a, b in zip(torch.autograd.grad(value, (z, A, sigma)), torch.autograd.grad(loss(z, A, sigma), (z, A, sigma))):
+        torch.testing.assert_close(a, b)
+
+
+def test_bad_inputs_raise_clear_errors(gen):
+    z, A = torch.randn(3, 4, dtype=torch.float64), scale(4, gen)
+    with pytest.raises(ValueError, match=r"'A' must be square \(D, D\) = \(4, 4\)"):
+        tril_gaussian_log_prob(z, A[:3])
+    with pytest.raises(ValueError, match="'sigma' must be >= 0"):
+        tril_gaussian_log_prob(z, A, -1.0)
+    with pytest.raises(ValueError, match="'sigma' must be >= 0"):
+        tril_gaussian_log_prob(z, A, torch.tensor(-1.0, dtype=torch.float64))
+    with pytest.raises(ValueError, match="'sigma' must be a float or a 0-dim tensor"):
+        tril_gaussian_log_prob(z, A, torch.ones(2, dtype=torch.float64))
+    with pytest.raises(TypeError, match="'A' has dtype torch.float32"):
+        tril_gaussian_log_prob(z, A.float())
+    with pytest.raises(ValueError, match="'rank_tol' must be a float in"):
+        tril_gaussian_log_prob(z, A, rank_tol=2.0)
+    with pytest.raises(RuntimeError, match="'C' must be float32 or float64|argument 'grad' must have shape"):
+        torch.ops.mfkernels.tril_gaussian_noisy_backward(z[:2, 0], A, torch.tensor(0.1, dtype=torch.float64), A, z)
