@@ -7,7 +7,8 @@ from .coupling import affine_coupling
 from .gram import gram_logdet
 from .lowrank_gaussian import lowrank_gaussian_log_prob
 from .spectrum import intrinsic_dimension, spectrum
+from .nif import nif_block, nif_sample_posterior
 from .spline import rq_spline
 from .tril_gaussian import tril_gaussian_log_prob
 
-__all__ = ["OpSpec", "affine_coupling", "all_ops", "get_op", "gram_logdet", "intrinsic_dimension", "lowrank_gaussian_log_prob", "rq_spline", "spectrum", "tril_gaussian_log_prob"]
+__all__ = ["OpSpec", "affine_coupling", "all_ops", "get_op", "gram_logdet", "intrinsic_dimension", "lowrank_gaussian_log_prob", "nif_block", "nif_sample_posterior", "rq_spline", "spectrum", "tril_gaussian_log_prob"]
