@@ -17,6 +17,12 @@ def randomise(module: torch.nn.Module, gen: torch.Generator, scale: float = 0.3)
             p.copy_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype))
 
 
+def dense_jacobian(flow, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    """d flow(x) / dx of one sample x (any shape), flattened to a square matrix (the oracle for log|det|)."""
+    jac = torch.autograd.functional.jacobian(lambda v: flow(v.unsqueeze(0), context)[0][0].flatten(), x)
+    return jac.reshape(x.numel(), x.numel())
+
+
 def stack(features: int, context_features: int = 0) -> flows.Sequential:
     layers = []
     for i, mode in enumerate(["exp", "softclamp", "sigmoid", "volume_preserving"]):
@@ -41,7 +47,7 @@ def test_stack_is_invertible_and_logabsdet_matches_dense_jacobian(context_featur
     torch.testing.assert_close(inverse_logabsdet, -logabsdet)
     for b in range(7):
         ctx = None if context is None else context[b : b + 1]
-        jac = torch.autograd.functional.jacobian(lambda v: flow(v.unsqueeze(0), ctx)[0][0], x[b])
+        jac = dense_jacobian(flow, x[b], ctx)
         torch.testing.assert_close(logabsdet[b], torch.linalg.slogdet(jac).logabsdet)
 
 
@@ -180,7 +186,7 @@ def test_glow_style_vector_stack_dense_jacobian(gen):
     z, logabsdet = flow(x)
     torch.testing.assert_close(flow.inverse(z)[0], x)
     for b in range(3):
-        jac = torch.autograd.functional.jacobian(lambda v: flow(v.unsqueeze(0))[0][0], x[b])
+        jac = dense_jacobian(flow, x[b])
         torch.testing.assert_close(logabsdet[b], torch.linalg.slogdet(jac).logabsdet)
 
 
@@ -223,7 +229,7 @@ def test_rq_spline_coupling_stack_invertible_dense_jacobian_and_jvp(context_feat
     torch.testing.assert_close(inverse_logabsdet, -logabsdet)
     for b in range(6):
         ctx = None if context is None else context[b : b + 1]
-        jac = torch.autograd.functional.jacobian(lambda v: flow(v.unsqueeze(0), ctx)[0][0], x[b])
+        jac = dense_jacobian(flow, x[b], ctx)
         torch.testing.assert_close(logabsdet[b], torch.linalg.slogdet(jac).logabsdet)
         jac_fwd = torch.func.jacfwd(lambda v: flow.inverse(v.unsqueeze(0), ctx)[0][0])(z[b])
         torch.testing.assert_close(jac_fwd, torch.linalg.inv(jac), rtol=1e-8, atol=1e-8)

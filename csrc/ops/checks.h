@@ -3,6 +3,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/SymIntArrayRef.h>
 #include <c10/util/Exception.h>
 
 namespace mfk {
@@ -21,6 +22,12 @@ inline void check_same_device_dtype(const Tensor& ref, const char* ref_name, con
               " but '", ref_name, "' is on ", ref.device(), "; move both to one device");
   TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": argument '", name, "' has dtype ",
               t.scalar_type(), " but '", ref_name, "' has dtype ", ref.scalar_type());
+}
+
+// `what` names the expected shape in words, e.g. "(N, K)".
+inline void check_shape(const Tensor& t, const char* name, c10::SymIntArrayRef expected, const char* what, const char* op) {
+  TORCH_CHECK(t.sym_sizes() == expected, op, ": argument '", name, "' must have shape ", what, " = ", expected,
+              ", got ", t.sym_sizes());
 }
 
 }  // namespace mfk

@@ -36,11 +36,6 @@ constexpr const char* kForward = "mfkernels.lowrank_gaussian_log_prob_forward";
 constexpr const char* kBackward = "mfkernels.lowrank_gaussian_log_prob_backward";
 constexpr const char* kJvp = "mfkernels.lowrank_gaussian_log_prob_jvp";
 
-void check_shape(const Tensor& t, const char* name, c10::SymIntArrayRef expected, const char* what, const char* op) {
-  TORCH_CHECK(t.sym_sizes() == expected, op, ": argument '", name, "' must have shape ", what, " = ", expected,
-              ", got ", t.sym_sizes());
-}
-
 // W (D, K), diag (D,), rows (N, D), all one dtype and device.
 void check_model(const Tensor& rows, const char* rows_name, const Tensor& W, const Tensor& diag, const char* op) {
   check_floating(rows, op, rows_name);

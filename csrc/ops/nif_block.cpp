@@ -37,11 +37,6 @@ constexpr const char* kBackward = "mfkernels.nif_block_backward";
 Tensor by_block(const Tensor& t) { return t.transpose(0, 1); }
 Tensor by_sample(const Tensor& t) { return t.transpose(0, 1).contiguous(); }
 
-void check_shape(const Tensor& t, const char* name, c10::SymIntArrayRef expected, const char* what, const char* op) {
-  TORCH_CHECK(t.sym_sizes() == expected, op, ": argument '", name, "' must have shape ", what, " = ", expected,
-              ", got ", t.sym_sizes());
-}
-
 // x (B, P, r), A (P, r, c), log_sigma (P, r), one dtype and device.
 void check_layer(const Tensor& x, const char* x_name, const Tensor& A, const Tensor& log_sigma, const char* op) {
   check_floating(x, op, x_name);

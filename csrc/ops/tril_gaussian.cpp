@@ -55,11 +55,6 @@ void check_per_row(const Tensor& z, const Tensor& t, const char* name, const cha
               z.sym_size(0), ",), got ", t.sym_sizes());
 }
 
-void check_like(const Tensor& t, const Tensor& like, const char* name, const char* what, const char* op) {
-  TORCH_CHECK(t.sym_sizes() == like.sym_sizes(), op, ": argument '", name, "' must have shape ", what, " = ",
-              like.sym_sizes(), ", got ", t.sym_sizes());
-}
-
 double half_log_2pi_times(int64_t D) { return 0.5 * static_cast<double>(D) * std::log(2 * M_PI); }
 
 // w = T^-1 z^T, returned as rows (N, D), for lower-triangular T.
@@ -91,7 +86,7 @@ std::tuple<Tensor, Tensor, Tensor> noisy_backward(const Tensor& grad, const Tens
                                                   const Tensor& C, const Tensor& w) {
   check_rows_and_scale(w, A, kNoisyBackward, {{&sigma, "sigma"}, {&C, "C"}});
   check_per_row(w, grad, "grad", kNoisyBackward);
-  check_like(C, A, "C", "A's shape", kNoisyBackward);
+  check_shape(C, "C", A.sym_sizes(), "A's shape", kNoisyBackward);
   Tensor alpha = solve_transposed_rows(C, w);
   Tensor precision = at::cholesky_inverse(C);  // symmetric: its layout does not matter here
   // M = sum_n g_n alpha_n alpha_n^T - G Sigma^-1

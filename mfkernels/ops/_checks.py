@@ -25,6 +25,15 @@ def check_tensor(op: str, name: str, value: object, *, min_dim: int = 0) -> Tens
     return value
 
 
+def check_same_dtype_device(op: str, ref_name: str, ref: Tensor, name: str, value: Tensor) -> None:
+    """`value` shares `ref`'s dtype and device, or a TypeError naming both arguments."""
+    if value.dtype != ref.dtype or value.device != ref.device:
+        raise TypeError(
+            f"{op}: argument '{name}' has dtype {value.dtype} on {value.device} but '{ref_name}' has {ref.dtype} on "
+            f"{ref.device}; all tensors must share dtype and device"
+        )
+
+
 def check_unit_interval(op: str, name: str, value: float | None) -> None:
     """None, or a float in [0, 1)."""
     if value is None:

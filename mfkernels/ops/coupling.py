@@ -18,7 +18,7 @@ from torch import Tensor
 
 from .. import reference
 from ._autograd import tangent_aware_apply
-from ._checks import check_tensor
+from ._checks import check_same_dtype_device, check_tensor
 from ._registry import OpSpec, register
 from ._vmap import register_row_vmap
 
@@ -118,11 +118,7 @@ def affine_coupling(
     """
     for name, t in (("x", x), ("shift", shift), ("scale", scale)):
         check_tensor(_OP, name, t, min_dim=1)
-        if t.dtype != x.dtype or t.device != x.device:
-            raise TypeError(
-                f"{_OP}: argument '{name}' has dtype {t.dtype} on {t.device} but 'x' has {x.dtype} on "
-                f"{x.device}; all tensors must share dtype and device"
-            )
+        check_same_dtype_device(_OP, "x", x, name, t)
     try:
         shape = _broadcast_shape(x, shift, scale)
     except RuntimeError:

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .. import reference
 from ._autograd import tangent_aware_apply
-from ._checks import cannot_read_values, check_tensor
+from ._checks import cannot_read_values, check_same_dtype_device, check_tensor
 from ._registry import OpSpec, register
 from ._vmap import merged_rows_rule, register_loop_vmap
 
@@ -77,9 +77,7 @@ def lowrank_gaussian_log_prob(x: Tensor, loc: Tensor, W: Tensor, diag: Tensor) -
     """
     for name, t in (("x", x), ("loc", loc), ("W", W), ("diag", diag)):
         check_tensor(_OP, name, t, min_dim=2 if name == "W" else (1 if name == "x" else 0))
-        if t.dtype != x.dtype or t.device != x.device:
-            raise TypeError(f"{_OP}: argument '{name}' has dtype {t.dtype} on {t.device} but 'x' has {x.dtype} on "
-                            f"{x.device}; all tensors must share dtype and device")
+        check_same_dtype_device(_OP, "x", x, name, t)
     D = x.shape[-1]
     if W.dim() != 2 or W.shape[0] != D:
         raise ValueError(f"{_OP}: argument 'W' must have shape (D, K) = ({D}, K) for x of shape {tuple(x.shape)}, "

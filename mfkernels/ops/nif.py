@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .. import reference
 from ._autograd import tangent_aware_apply
-from ._checks import check_tensor
+from ._checks import check_same_dtype_device, check_tensor
 from ._registry import OpSpec, register
 from ._vmap import register_loop_vmap
 
@@ -53,9 +53,7 @@ _apply = tangent_aware_apply(_NifBlock)
 def _validate(x: Tensor, A: Tensor, b: Tensor, log_sigma: Tensor) -> tuple[Tensor, Tensor]:
     for name, t in (("x", x), ("A", A), ("b", b), ("log_sigma", log_sigma)):
         check_tensor(_OP, name, t)
-        if t.dtype != x.dtype or t.device != x.device:
-            raise TypeError(f"{_OP}: argument '{name}' has dtype {t.dtype} on {t.device} but 'x' has {x.dtype} on "
-                            f"{x.device}; all tensors must share dtype and device")
+        check_same_dtype_device(_OP, "x", x, name, t)
     if A.dim() != 3:
         raise ValueError(f"{_OP}: argument 'A' must be (P, r, c) blocks, got shape {tuple(A.shape)}")
     P, r, c = A.shape

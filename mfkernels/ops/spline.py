@@ -16,7 +16,7 @@ from torch import Tensor
 
 from .. import reference
 from ._autograd import tangent_aware_apply
-from ._checks import check_tensor, cannot_read_values
+from ._checks import cannot_read_values, check_same_dtype_device, check_tensor
 from ._registry import OpSpec, register
 from ._vmap import register_leading_batch_vmap
 
@@ -105,11 +105,7 @@ def rq_spline(
               "unnormalized_derivatives": unnormalized_derivatives}
     for name, t in params.items():
         check_tensor(_OP, name, t, min_dim=1)
-        if t.dtype != inputs.dtype or t.device != inputs.device:
-            raise TypeError(
-                f"{_OP}: argument '{name}' has dtype {t.dtype} on {t.device} but 'inputs' has {inputs.dtype} on "
-                f"{inputs.device}; all tensors must share dtype and device"
-            )
+        check_same_dtype_device(_OP, "inputs", inputs, name, t)
     if tails not in ("linear", None):
         raise ValueError(f"{_OP}: argument 'tails' must be 'linear' or None, got {tails!r}")
     K = unnormalized_widths.shape[-1]

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .. import reference
-from ._checks import cannot_read_values, check_tensor
+from ._checks import cannot_read_values, check_same_dtype_device, check_tensor
 from ._registry import OpSpec, register
 from ._vmap import merged_rows_rule, register_loop_vmap
 
@@ -124,9 +124,7 @@ def tril_gaussian_log_prob(z: Tensor, A: Tensor, sigma: float | Tensor = 0.0, *,
     """
     check_tensor(_OP, "z", z, min_dim=1)
     check_tensor(_OP, "A", A, min_dim=2)
-    if A.dtype != z.dtype or A.device != z.device:
-        raise TypeError(f"{_OP}: argument 'A' has dtype {A.dtype} on {A.device} but 'z' has {z.dtype} on {z.device}; "
-                        "both must share dtype and device")
+    check_same_dtype_device(_OP, "z", z, "A", A)
     D = z.shape[-1]
     if A.shape != (D, D):
         raise ValueError(f"{_OP}: argument 'A' must be square (D, D) = ({D}, {D}) for z of shape {tuple(z.shape)}, "
