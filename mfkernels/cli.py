@@ -1,4 +1,4 @@
-"""The `mfkernels` command line (also `python -m mfkernels`): `info` and `bench`."""
+"""The `mfkernels` command line (also `python -m mfkernels`): info, bench, train, eval, sample, reproduce."""
 
 from __future__ import annotations
 
@@ -36,6 +36,43 @@ def _bench(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from . import commands
+
+    train_options = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+                     "out_dir": args.out, "resume": args.resume, "device": args.device,
+                     "checkpoint_every": args.checkpoint_every}
+    summary = commands.train(args.model, args.data, args.n, commands.parse_options(args.data_option),
+                             commands.parse_options(args.set), train_options)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _eval(args) -> int:
+    from . import commands
+
+    print(json.dumps(commands.evaluate(args.checkpoint, args.n), indent=2))
+    return 0
+
+
+def _sample(args) -> int:
+    from . import commands
+
+    path = commands.sample(args.checkpoint, args.n, args.out, args.temperature, args.seed)
+    print(f"wrote {path}")
+    return 0
+
+
+def _reproduce(args) -> int:
+    from .reproduce import EXPERIMENTS
+
+    results = EXPERIMENTS[args.experiment](out_dir=args.out or args.experiment, quick=args.quick, seed=args.seed,
+                                           device=args.device)
+    print(json.dumps(results, indent=2))
+    print(f"\nwrote {args.out or args.experiment}/figure.png and metrics.json")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mfkernels", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -54,12 +91,59 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also time a training step of an 8-layer RQ spline flow (mfkernels, twin, nflows)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.set_defaults(func=_bench)
+
+    from .models import MODELS
+    from .data import DATASETS
+
+    p = sub.add_parser("train", help="train a model on a generated data set (checkpoints, metrics, --resume)")
+    p.add_argument("model", choices=sorted(MODELS))
+    p.add_argument("--data", required=True, choices=sorted(DATASETS))
+    p.add_argument("--n", type=int, default=10000, help="training points (default 10000)")
+    p.add_argument("--steps", type=int, default=10000)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="run", help="folder for checkpoint.pt and metrics (default ./run)")
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--set", nargs="*", metavar="KEY=VALUE",
+                   help="model options, e.g. noise_std=0.1 penalty=1 num_layers=5 (see mfkernels.models)")
+    p.add_argument("--data-option", nargs="*", metavar="KEY=VALUE", help="data set options, e.g. alpha=4.19")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("eval", help="test metrics of a trained checkpoint on fresh data")
+    p.add_argument("checkpoint")
+    p.add_argument("--n", type=int, default=2000)
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("sample", help="draw samples from a checkpoint into a .pt file or a .png plot")
+    p.add_argument("checkpoint")
+    p.add_argument("-n", type=int, default=2000)
+    p.add_argument("--out", required=True, help="PATH.pt or PATH.png")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_sample)
+
+    p = sub.add_parser("reproduce", help="rerun a paper's experiment (dnf-spiral: paper 000, figure 2)")
+    p.add_argument("experiment", choices=["dnf-spiral"])
+    p.add_argument("--quick", action="store_true", help="short training (under 3 minutes on 2 CPU cores)")
+    p.add_argument("--out", default=None, help="output folder (default: ./EXPERIMENT)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=_reproduce)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        if args.command in ("bench", "info"):
+            raise
+        print(f"mfkernels {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

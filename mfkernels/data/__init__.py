@@ -1,5 +1,7 @@
-"""Toy data sets generated in code (seeded, no downloads)."""
+"""Data sets generated in code (seeded, no downloads): two moons, and data on known manifolds with
+their exact densities (thin spiral, von Mises circle, von Mises-Fisher mixture on the sphere)."""
 
+from .manifolds import DATASETS, ThinSpiral, VonMisesCircle, VonMisesFisherMixture, make_dataset
 from .toy import two_moons
 
-__all__ = ["two_moons"]
+__all__ = ["DATASETS", "ThinSpiral", "VonMisesCircle", "VonMisesFisherMixture", "make_dataset", "two_moons"]

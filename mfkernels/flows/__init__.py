@@ -2,18 +2,22 @@
 `forward(x, context=None) -> (z, logabsdet)`, `inverse(z, context=None) -> (x, logabsdet)`.
 
 Layers: AffineCoupling and RQSplineCoupling (vectors with an MLP conditioner, or images (C, H, W)
-with channel masks and a ConvNet conditioner), ActNorm, LULinear, Permutation, Squeeze; Sequential
-composes them and Flow turns a transform into a density with a standard normal base.
+with channel masks and a ConvNet conditioner), ActNorm, LULinear, Permutation, Squeeze, ElementwiseRQSpline; Sequential
+composes them and Flow turns a transform into a density with a standard normal base;
+`rq_spline_flow` builds the usual spline stack in one call.
 """
 
 from .base import Sequential, Transform
+from .builders import rq_spline_flow
 from .conditioners import MLP, ConvNet
 from .coupling import AffineCoupling, MaskedCoupling, RQSplineCoupling, alternating_mask
+from .elementwise import ElementwiseRQSpline
 from .flow import Flow, standard_normal_log_prob
 from .linear import LULinear
 from .normalization import ActNorm
 from .permutation import Permutation
 from .reshape import Squeeze
 
-__all__ = ["ActNorm", "AffineCoupling", "ConvNet", "Flow", "LULinear", "MLP", "MaskedCoupling", "Permutation",
-           "RQSplineCoupling", "Sequential", "Squeeze", "Transform", "alternating_mask", "standard_normal_log_prob"]
+__all__ = ["ActNorm", "AffineCoupling", "ConvNet", "ElementwiseRQSpline", "Flow", "LULinear", "MLP", "MaskedCoupling", "Permutation",
+           "RQSplineCoupling", "Sequential", "Squeeze", "Transform", "alternating_mask", "rq_spline_flow",
+           "standard_normal_log_prob"]

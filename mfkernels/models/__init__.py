@@ -1,0 +1,35 @@
+"""mfkernels.models: one thin wrapper per method, one API (see base.py): log_prob, sample, encode,
+decode, project, loss, a serialisable config, and `build_model(name, config)` to rebuild from it.
+
+    standard  StandardFlow  full-dimensional baseline
+    dnf       DNF           Denoising Normalizing Flow (paper 000)
+    mflow     MFlow         M-flow with M/D phases and the exact Gram density
+    pie       PIE           split flow, narrow Gaussian off the manifold
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Model, ModelConfig
+from .dnf import DNF, DNFConfig
+from .mflow import MFlow, MFlowConfig
+from .pie import PIE, PIEConfig
+from .split_flow import SplitFlowModel
+from .standard import StandardFlow, StandardFlowConfig
+
+MODELS: dict[str, type[Model]] = {cls.name: cls for cls in (StandardFlow, DNF, MFlow, PIE)}
+
+
+def build_model(name: str, config: ModelConfig | dict[str, Any] | None = None, **options) -> Model:
+    """A model by name ("standard", "dnf", "mflow", "pie") from a config object or dict."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
+    cls = MODELS[name]
+    if isinstance(config, dict):
+        config = cls.config_class.from_dict(config)
+    return cls(config, **options)
+
+
+__all__ = ["DNF", "DNFConfig", "MFlow", "MFlowConfig", "MODELS", "Model", "ModelConfig", "PIE", "PIEConfig",
+           "SplitFlowModel", "StandardFlow", "StandardFlowConfig", "build_model"]

@@ -1,0 +1,115 @@
+"""The shared model API and configuration (every model in mfkernels.models follows it).
+
+A model is an nn.Module with
+    log_prob(x)                 log density of x (on the learned manifold for manifold models)
+    sample(n, temperature=1.0)  n samples; temperature scales the latent noise's standard deviation
+    encode(x) / decode(u)       to and from manifold coordinates u (standard normal under the model)
+    project(x)                  decode(encode(x)): the nearest point of the learned manifold
+    loss(x)                     (scalar to minimise, dict of the named terms, detached)
+and a `config` (a dataclass, `ModelConfig` subclass) from which `build_model(name, config)` rebuilds
+it, so a checkpoint (name, config, state_dict) is self-contained.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Architecture shared by the flow models: `features` is the data dimension D, `manifold_dim` d.
+
+    The outer flow has `num_layers` RQ spline couplings (each followed by an LU linear map) with
+    `num_bins` bins on [-tail_bound, tail_bound] and MLP conditioners of `hidden_features` units; the
+    flow on the manifold coordinates has `inner_layers` layers. `seed` fixes the initialisation.
+    """
+
+    features: int = 2
+    manifold_dim: int = 1
+    num_layers: int = 5
+    inner_layers: int = 3
+    num_bins: int = 8
+    tail_bound: float = 5.0
+    inner_tail_bound: float = 4.0
+    hidden_features: int = 64
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown option(s) {unknown}; expected some of {sorted(names)}")
+        return cls(**values)
+
+    def validate(self) -> None:
+        if not 1 <= self.manifold_dim <= self.features:
+            raise ValueError(f"{type(self).__name__}: need 1 <= manifold_dim <= features, got manifold_dim="
+                             f"{self.manifold_dim}, features={self.features}")
+
+
+class Model(nn.Module, metaclass=abc.ABCMeta):
+    """Base class of the models: holds the config and gives project() and the training hook."""
+
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    name: ClassVar[str]
+
+    def __init__(self, config: ModelConfig | None = None, **options):
+        super().__init__()
+        if config is None:
+            config = self.config_class(**options)
+        elif options:
+            config = dataclasses.replace(config, **options)
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__}: 'config' must be a {self.config_class.__name__}, "
+                            f"got {type(config).__name__}")
+        config.validate()
+        self.config = config
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 2 or x.shape[1] != self.config.features:
+            raise ValueError(f"{type(self).__name__}: expected x of shape (B, {self.config.features}), "
+                             f"got {tuple(x.shape)}")
+
+    def _param(self) -> Tensor:
+        return next(self.parameters())
+
+    @abc.abstractmethod
+    def log_prob(self, x: Tensor) -> Tensor: ...
+
+    @abc.abstractmethod
+    def encode(self, x: Tensor) -> Tensor: ...
+
+    @abc.abstractmethod
+    def decode(self, u: Tensor) -> Tensor: ...
+
+    @abc.abstractmethod
+    def loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]: ...
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.manifold_dim
+
+    def project(self, x: Tensor) -> Tensor:
+        return self.decode(self.encode(x))
+
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+        p = self._param()
+        u = torch.randn(n, self.latent_dim, generator=generator, dtype=p.dtype, device="cpu").to(p.device)
+        return self.decode(u * temperature)
+
+    def begin_step(self, step: int) -> None:
+        """Called by the training loop before each step (M-flow switches phases here)."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The training loss: DistributedDataParallel wraps forward, so forward is loss."""
+        return self.loss(x)
