@@ -52,13 +52,19 @@ def _nflows_stack(template: flows.Flow) -> nn.Module | None:
     return Flow(CompositeTransform(layers), StandardNormal([FEATURES]))
 
 
-def _step_ms(model: nn.Module, data: torch.Tensor, batch: int, warmup: int) -> float:
+def _nll(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return -model.log_prob(x).mean()
+
+
+def step_ms(model: nn.Module, data: torch.Tensor, batch: int, warmup: int,
+            loss_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] = _nll) -> float:
+    """Median milliseconds of one training step (loss, backward, Adam) over one pass through data."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     times = []
     for s in range(warmup + len(data) // batch):
         x = data[(s * batch) % len(data):][:batch]
         t0 = time.perf_counter()
-        loss = -model.log_prob(x).mean()
+        loss = loss_fn(model, x)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -84,7 +90,7 @@ def run(device: str = "cpu", batch: int = 512, steps_per_epoch: int = 20, seed: 
         if progress:
             progress(name)
         rows.append({"flow": f"{LAYERS}x RQ coupling (D={FEATURES}, K={BINS}, hidden={HIDDEN})", "impl": name,
-                     "batch": batch, "step_ms": _step_ms(model.to(device), data.to(device), batch, warmup=3)})
+                     "batch": batch, "step_ms": step_ms(model.to(device), data.to(device), batch, warmup=3)})
     base = rows[0]["step_ms"]
     for row in rows:
         row["relative_to_mfkernels"] = row["step_ms"] / base

@@ -30,6 +30,11 @@ def _bench(args) -> int:
 
         report["flow_steps"] = bench_flows.run(device=args.device, steps_per_epoch=5 if args.quick else 20)
         print("\n" + bench_flows.format_table(report["flow_steps"]))
+    if args.models:
+        from . import bench_models
+
+        report["models"] = bench_models.run(device=args.device, quick=args.quick, seed=args.seed)
+        print("\n" + bench_models.format_table(report["models"]))
     if args.json:
         bench.write_json(report, args.json)
         print(f"\nwrote {args.json}")
@@ -89,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("--flows", action="store_true",
                    help="also time a training step of an 8-layer RQ spline flow (mfkernels, twin, nflows)")
+    p.add_argument("--models", action="store_true",
+                   help="also time M-flow's exact Gram density vs autograd Jacobians and DNF training vs nflows")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.set_defaults(func=_bench)
 

@@ -61,12 +61,13 @@ class ThinSpiral:
     def quantile(self, q: float) -> float:
         return -self.scale * math.log1p(-q)
 
-    def distance(self, x: Tensor, num: int = 20000, q_max: float = 0.9999) -> Tensor:
+    def distance(self, x: Tensor, num: int = 50000, q_max: float = 0.9999) -> Tensor:
         """Euclidean distance of points x (n, 2) to the spiral: to the nearest of `num` points spaced
         evenly in angle up to the q_max quantile (so the resolution is < 1e-3 of its length)."""
         angle = torch.linspace(0, self.alpha * math.sqrt(self.quantile(q_max)), num, dtype=torch.float64)
         curve = self.embed((angle / self.alpha).square())
-        return torch.cdist(x.double(), curve).min(dim=1).values.to(x.dtype)
+        nearest = [torch.cdist(chunk, curve).min(dim=1).values for chunk in x.double().split(256)]
+        return (torch.cat(nearest) if nearest else x.new_zeros(0, dtype=torch.float64)).to(x.dtype)
 
 
 class VonMisesCircle:

@@ -1,0 +1,62 @@
+"""End to end: `mfkernels reproduce dnf-spiral --quick`, and train / eval / sample from the CLI."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from mfkernels import cli
+
+pytest.importorskip("matplotlib", reason="the figure needs matplotlib (in the 'test' extra)")
+
+
+def test_reproduce_dnf_spiral_quick(tmp_path, capsys):
+    out = tmp_path / "spiral"
+    assert cli.main(["reproduce", "dnf-spiral", "--quick", "--out", str(out)]) == 0
+    png = (out / "figure.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20000
+    results = json.loads((out / "metrics.json").read_text())
+    models = results["models"]
+    assert set(models) == {"standard", "mflow", "dnf", "pie"}
+    for name in models:
+        assert (out / name / "checkpoint.pt").is_file()
+        assert (out / name / "metrics.csv").is_file()
+    # The paper's finding: DNF learns the density on the spiral, the standard flow does not. Margin from
+    # quick runs with seeds 0, 1, 2: DNF's TV 0.18 / 0.12 / 0.22 vs the standard flow's 0.37 / 0.37 / 0.30
+    # (closest gap 0.08); KS 0.13 / 0.06 / 0.10 vs 0.25 / 0.26 / 0.15.
+    assert models["dnf"]["tv"] < models["standard"]["tv"] - 0.05
+    assert models["dnf"]["ks"] < models["standard"]["ks"] - 0.02
+    assert models["dnf"]["gram"]["mass"] > 0.5 and math.isfinite(models["dnf"]["gram"]["test_log_likelihood"])
+    # DNF's samples lie on the spiral; its deflated density is a manifold density (mass ~ 1, not ~100s)
+    assert models["dnf"]["sample_distance"] < 0.06
+    assert 0.5 < models["dnf"]["mass"] < 1.5
+    assert models["standard"]["mass"] > 10
+    timing = results["gram_timing"]
+    assert timing["points"] == 500 and timing["max_abs_diff"] < 1e-2
+    assert math.isfinite(results["true"]["test_log_likelihood"])
+
+
+def test_train_eval_sample_commands(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train", "pie", "--data", "von_mises_circle", "--n", "500", "--steps", "40", "--batch-size", "50",
+            "--out", str(run), "--checkpoint-every", "20", "--set", "num_layers=2", "hidden_features=16"]
+    assert cli.main(args) == 0
+    capsys.readouterr()
+    assert cli.main(["eval", str(run / "checkpoint.pt"), "--n", "200"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"] == "pie" and report["step"] == 40 and report["data"] == "von_mises_circle"
+    assert math.isfinite(report["true_test_log_likelihood"])
+    assert cli.main(["sample", str(run / "checkpoint.pt"), "-n", "100", "--out", str(tmp_path / "s.pt")]) == 0
+    samples = torch.load(tmp_path / "s.pt")
+    assert samples.shape == (100, 2)
+    assert cli.main(["sample", str(run / "checkpoint.pt"), "-n", "100", "--out", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+    # resume continues: 40 more steps from step 40
+    capsys.readouterr()
+    assert cli.main(args[:7] + ["80"] + args[8:] + ["--resume"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 80
+    assert cli.main(["sample", str(run / "checkpoint.pt"), "-n", "1", "--out", str(tmp_path / "s.txt")]) == 2
+    (run / "checkpoint.pt").write_bytes(b"garbage")
+    assert cli.main(["eval", str(run / "checkpoint.pt")]) == 2
+    assert "corrupt or truncated" in capsys.readouterr().err
