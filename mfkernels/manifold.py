@@ -29,9 +29,12 @@ def generator_jacobian(g: Callable[[Tensor], Tensor], u: Tensor) -> tuple[Tensor
     if u.dim() != 2:
         raise ValueError(f"generator_jacobian: 'u' must be (B, d), got shape {tuple(u.shape)}")
     B, d = u.shape
-    stacked = u.unsqueeze(0).expand(d, B, d).reshape(d * B, d)
-    eye = torch.eye(d, dtype=u.dtype, device=u.device)
-    tangents = eye.unsqueeze(1).expand(d, B, d).reshape(d * B, d)
+    if B == 0:
+        x = g(u)
+        return x, x.new_zeros(0, x.shape[-1], d)
+    # repeat (not expand): forward AD refuses inputs whose elements share memory (B = 1 would)
+    stacked = u.repeat(d, 1)
+    tangents = torch.eye(d, dtype=u.dtype, device=u.device).repeat_interleave(B, dim=0)
     x, columns = torch.func.jvp(g, (stacked,), (tangents,))
     if x.dim() != 2 or x.shape[0] != d * B:
         raise ValueError(f"generator_jacobian: g must map (B, d) to (B, D), got output shape {tuple(x.shape)}")
@@ -44,10 +47,13 @@ def generator_log_volume(g: Callable[[Tensor], Tensor], u: Tensor, *, rtol: floa
     d-cube at u into. Returns (B,). Where J loses rank the result is -inf (see ops.gram_logdet).
 
     Differentiable in u and g's parameters only as far as forward-mode tangents are in reverse mode;
-    it is meant for evaluation (M-flow's density is evaluated, not trained, with it).
+    it is meant for evaluation (M-flow's density is evaluated, not trained, with it). The tangents run
+    in g's dtype; the Gram factorisation always in float64.
     """
     _, J = generator_jacobian(g, u)
-    return ops.gram_logdet(J, rtol=rtol)
+    # JᵀJ squares J's condition number: float32 would call a flow's J singular beyond cond ~1e3, so
+    # the (small, B x D x d) Jacobian is factored in float64.
+    return ops.gram_logdet(J.to(torch.float64), rtol=rtol).to(J.dtype)
 
 
 @torch.no_grad()

@@ -49,13 +49,15 @@ def density_along_curve(log_prob: Callable[[Tensor], Tensor], curve, num: int = 
 
 def _autograd_gram_log_prob(model, x: Tensor) -> Tensor:
     """The slow reference: per point, u' = encode(x), J from torch.autograd.functional.jacobian of
-    decode, then log N(u') - ½ slogdet(JᵀJ). What M-flow's authors' code does, one point at a time."""
+    decode, then log N(u') - ½ slogdet(JᵀJ) (in float64). The way it is done without a fused route:
+    one point and D backward passes at a time."""
     out = []
     for point in x:
         u = model.encode(point[None])
         J = torch.autograd.functional.jacobian(lambda v: model.decode(v[None])[0], u[0])
         log_base = -0.5 * u.square().sum() - 0.5 * u.shape[1] * math.log(2 * math.pi)
-        out.append(log_base - 0.5 * torch.linalg.slogdet(J.mT @ J).logabsdet)
+        J = J.double()  # as generator_log_volume does: float32 JᵀJ loses flows' ill-conditioned J
+        out.append(log_base - 0.5 * torch.linalg.slogdet(J.mT @ J).logabsdet.to(u.dtype))
     return torch.stack(out)
 
 

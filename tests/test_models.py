@@ -125,6 +125,7 @@ def test_shared_api_shapes_and_config_round_trip(name, gen):
     assert model.project(x).shape == (9, 4)
     assert model.sample(11, temperature=0.5).shape == (11, 4)
     assert model.log_prob(x).shape == (9,)
+    assert model.log_prob(x[:0]).shape == (0,) and model.project(x[:1]).shape == (1, 4)
     loss, terms = model.loss(x)
     assert loss.dim() == 0 and all(t.dim() == 0 for t in terms.values())
     rebuilt = build_model(name, model.config.to_dict()).double()

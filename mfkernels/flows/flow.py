@@ -14,7 +14,7 @@ from .base import Transform
 
 def standard_normal_log_prob(z: Tensor) -> Tensor:
     """log N(z; 0, I), summed over all non-batch dims: (B, ...) -> (B,)."""
-    return -0.5 * z.square().flatten(1).sum(-1) - 0.5 * math.log(2 * math.pi) * z[0].numel()
+    return -0.5 * z.square().flatten(1).sum(-1) - 0.5 * math.log(2 * math.pi) * math.prod(z.shape[1:])
 
 
 class Flow(nn.Module):

@@ -8,6 +8,8 @@ solves. Initialised from the LU factorisation of a random orthogonal matrix (see
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -42,7 +44,7 @@ class LULinear(Transform):
         return self.permutation @ L @ U
 
     def _logabsdet(self, x: Tensor) -> Tensor:
-        positions = x[0, ..., 0].numel() if x.dim() > 1 else 1
+        positions = math.prod(x.shape[1:-1])  # 1 for vectors; shape-only, so an empty batch works
         return self.log_diag.sum().expand(x.shape[0]) * positions
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:

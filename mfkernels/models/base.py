@@ -50,6 +50,23 @@ class ModelConfig:
             raise ValueError(f"{cls.__name__}: unknown option(s) {unknown}; expected some of {sorted(names)}")
         return cls(**values)
 
+    def check_choice(self, field: str, choices: tuple[str, ...]) -> None:
+        value = getattr(self, field)
+        if value not in choices:
+            raise ValueError(f"{type(self).__name__}: {field!r} must be one of {list(choices)}, got {value!r}")
+
+    def build_flow(self, inner: bool = False) -> nn.Module:
+        """The outer flow on R^D (or, inner=True, the flow on the manifold coordinates), initialised
+        from `seed` without touching the global RNG."""
+        from ..flows import rq_spline_flow
+
+        features, layers, bound = ((self.manifold_dim, self.inner_layers, self.inner_tail_bound) if inner
+                                   else (self.features, self.num_layers, self.tail_bound))
+        seed = self.seed + (1000 if inner else 0)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return rq_spline_flow(features, layers, self.num_bins, bound, self.hidden_features, seed=seed)
+
     def validate(self) -> None:
         if not 1 <= self.manifold_dim <= self.features:
             raise ValueError(f"{type(self).__name__}: need 1 <= manifold_dim <= features, got manifold_dim="

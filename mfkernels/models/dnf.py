@@ -32,8 +32,7 @@ class DNFConfig(ModelConfig):
         super().validate()
         if self.noise_std <= 0 or self.penalty < 0:
             raise ValueError(f"DNFConfig: need noise_std > 0 and penalty >= 0, got {self.noise_std}, {self.penalty}")
-        if self.density not in ("deflate", "gram"):
-            raise ValueError(f"DNFConfig: 'density' must be 'deflate' or 'gram', got {self.density!r}")
+        self.check_choice("density", ("deflate", "gram"))
 
 
 class DNF(SplitFlowModel):

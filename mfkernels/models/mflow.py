@@ -27,9 +27,7 @@ class MFlowConfig(ModelConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.schedule not in ("alternate", "sequential", "joint"):
-            raise ValueError(f"MFlowConfig: 'schedule' must be 'alternate', 'sequential' or 'joint', "
-                             f"got {self.schedule!r}")
+        self.check_choice("schedule", ("alternate", "sequential", "joint"))
         if self.phase_steps < 1 or self.manifold_steps < 0:
             raise ValueError(f"MFlowConfig: need phase_steps >= 1 and manifold_steps >= 0, got "
                              f"{self.phase_steps}, {self.manifold_steps}")

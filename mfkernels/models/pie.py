@@ -25,8 +25,7 @@ class PIEConfig(ModelConfig):
         super().validate()
         if self.off_manifold_std <= 0:
             raise ValueError(f"PIEConfig: 'off_manifold_std' must be > 0, got {self.off_manifold_std}")
-        if self.density not in ("gram", "full"):
-            raise ValueError(f"PIEConfig: 'density' must be 'gram' or 'full', got {self.density!r}")
+        self.check_choice("density", ("gram", "full"))
 
 
 class PIE(SplitFlowModel):

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor
 
-from .. import flows, manifold
+from .. import manifold
 from ..flows import standard_normal_log_prob
 from .base import Model
 
@@ -27,13 +27,8 @@ class SplitFlowModel(Model):
 
     def __init__(self, config=None, **options):
         super().__init__(config, **options)
-        c = self.config
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(c.seed)
-            self.outer = flows.rq_spline_flow(c.features, c.num_layers, c.num_bins, c.tail_bound,
-                                              c.hidden_features, seed=c.seed)
-            self.inner = flows.rq_spline_flow(c.manifold_dim, c.inner_layers, c.num_bins, c.inner_tail_bound,
-                                              c.hidden_features, seed=c.seed + 1000)
+        self.outer = self.config.build_flow()
+        self.inner = self.config.build_flow(inner=True)
 
     def split(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """x -> (u, v, log|det ∂f/∂x|)."""

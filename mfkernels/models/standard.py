@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
 from torch import Tensor
 
-from .. import flows
 from ..flows import standard_normal_log_prob
 from .base import Model, ModelConfig
 
@@ -28,11 +26,7 @@ class StandardFlow(Model):
 
     def __init__(self, config: StandardFlowConfig | None = None, **options):
         super().__init__(config, **options)
-        c = self.config
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(c.seed)
-            self.flow = flows.rq_spline_flow(c.features, c.num_layers, c.num_bins, c.tail_bound,
-                                             c.hidden_features, seed=c.seed)
+        self.flow = self.config.build_flow()
 
     @property
     def latent_dim(self) -> int:
