@@ -5,6 +5,7 @@ decode, project, loss, a serialisable config, and `build_model(name, config)` to
     dnf       DNF           Denoising Normalizing Flow (paper 000)
     mflow     MFlow         M-flow with M/D phases and the exact Gram density
     pie       PIE           split flow, narrow Gaussian off the manifold
+    spread    SpreadFlow    volume-preserving flow + learnable degenerate Gaussian prior (paper 003)
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from .dnf import DNF, DNFConfig
 from .mflow import MFlow, MFlowConfig
 from .pie import PIE, PIEConfig
 from .split_flow import SplitFlowModel
+from .spread import SpreadFlow, SpreadFlowConfig
 from .standard import StandardFlow, StandardFlowConfig
 
-MODELS: dict[str, type[Model]] = {cls.name: cls for cls in (StandardFlow, DNF, MFlow, PIE)}
+MODELS: dict[str, type[Model]] = {cls.name: cls for cls in (StandardFlow, DNF, MFlow, PIE, SpreadFlow)}
 
 
 def build_model(name: str, config: ModelConfig | dict[str, Any] | None = None, **options) -> Model:
@@ -32,4 +34,4 @@ def build_model(name: str, config: ModelConfig | dict[str, Any] | None = None, *
 
 
 __all__ = ["DNF", "DNFConfig", "MFlow", "MFlowConfig", "MODELS", "Model", "ModelConfig", "PIE", "PIEConfig",
-           "SplitFlowModel", "StandardFlow", "StandardFlowConfig", "build_model"]
+           "SplitFlowModel", "SpreadFlow", "SpreadFlowConfig", "StandardFlow", "StandardFlowConfig", "build_model"]
