@@ -422,27 +422,20 @@ MFK_HD_INLINE void element_tangent(T v, const T* MFK_RESTRICT uw, const T* MFK_R
   logabsdet_dot = inside ? ld : outside_value<kLinear>(T(0));
 }
 
+// Runs the trailing statements compiled twice: with `name` a constexpr true where `value` holds, false
+// otherwise, so one runtime flag selects a specialised kernel body.
+#define MFK_WITH_CONSTEXPR_BOOL(value, name, ...) \
+  if (value) {                                    \
+    constexpr bool name = true;                   \
+    __VA_ARGS__;                                  \
+  } else {                                        \
+    constexpr bool name = false;                  \
+    __VA_ARGS__;                                  \
+  }
+
 // Runs `body` with the compile-time direction and tails of an element function.
 #define MFK_WITH_SPLINE_VARIANT(inverse, linear, kInv, kLin, ...) \
-  if (inverse) {                                                  \
-    constexpr bool kInv = true;                                   \
-    if (linear) {                                                 \
-      constexpr bool kLin = true;                                 \
-      __VA_ARGS__;                                                \
-    } else {                                                      \
-      constexpr bool kLin = false;                                \
-      __VA_ARGS__;                                                \
-    }                                                             \
-  } else {                                                        \
-    constexpr bool kInv = false;                                  \
-    if (linear) {                                                 \
-      constexpr bool kLin = true;                                 \
-      __VA_ARGS__;                                                \
-    } else {                                                      \
-      constexpr bool kLin = false;                                \
-      __VA_ARGS__;                                                \
-    }                                                             \
-  }
+  MFK_WITH_CONSTEXPR_BOOL(inverse, kInv, MFK_WITH_CONSTEXPR_BOOL(linear, kLin, __VA_ARGS__))
 
 }  // namespace spline
 }  // namespace mfk
