@@ -62,7 +62,6 @@ def _nflows_split_flow(model) -> torch.nn.Module | None:
     try:
         from nflows.transforms.base import CompositeTransform
         from nflows.transforms.coupling import PiecewiseRationalQuadraticCouplingTransform
-        from nflows.transforms.linear import NaiveLinear  # noqa: F401  (nflows import check)
         from nflows.transforms.lu import LULinear
         from nflows.transforms.nonlinearities import PiecewiseRationalQuadraticCDF
     except ImportError:
