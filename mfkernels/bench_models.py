@@ -8,6 +8,11 @@ baseline in the same run:
 2. DNF training throughput (steps/s): our DNF vs the same architecture with nflows' layers
    (PiecewiseRationalQuadraticCouplingTransform, LULinear, PiecewiseRationalQuadraticCDF) around the
    same conditioner networks, same loss code.
+3. Spread-flow training step on the fading square (paper 003, D = 1024): our SpreadFlow vs the same
+   model with the autograd twin couplings and torch.distributions.MultivariateNormal for the prior.
+4. NIF training step on the 8 x 8 digits with block upsampling (ops.nif_block over 16 blocks) vs the
+   dense formulation of the same layer: one 64 x 32 block through ops.nif_block, and
+   torch.distributions.LowRankMultivariateNormal with the dense A.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import copy
 
 import torch
 
-from . import flows
+from . import flows, reference
 from .bench_flows import step_ms
 from .metrics import time_gram_density
 from .models import build_model
@@ -118,8 +123,88 @@ def dnf_training_rows(device: str = "cpu", quick: bool = False, seed: int = 0) -
     return rows
 
 
+def _spread_twin(model):
+    """The same SpreadFlow (weights copied) with autograd twin couplings and a MultivariateNormal prior."""
+    from .models import SpreadFlow
+
+    class SpreadTwin(SpreadFlow):
+        def prior_log_prob(self, z):
+            L = self.prior_factor()
+            cov = L @ L.T + self.config.prior_noise_std**2 * torch.eye(L.shape[0], dtype=L.dtype, device=L.device)
+            return torch.distributions.MultivariateNormal(torch.zeros_like(cov[0]), covariance_matrix=cov).log_prob(z)
+
+    twin = SpreadTwin(model.config)
+    twin.load_state_dict(model.state_dict())
+    for layer in twin.flow.modules():
+        if isinstance(layer, flows.AffineCoupling):
+            layer.coupling_fn = reference.affine_coupling
+    return twin
+
+
+def _model_loss(model, x):
+    return model.loss(x)[0]
+
+
+def spread_training_rows(device: str = "cpu", quick: bool = False, seed: int = 0) -> list[dict]:
+    from .data.spread import FadingSquare
+
+    steps, batch = (5 if quick else 20), 100
+    data, _ = FadingSquare().sample(batch * steps, torch.Generator().manual_seed(seed))
+    ours = build_model("spread", features=1024, num_layers=4, seed=seed)
+    impls = {"mfkernels": ours, "autograd twin + MultivariateNormal": _spread_twin(ours)}
+    return _timed_rows("spread flow training step, fading square D=1024, 4 VP couplings, batch 100", impls,
+                       data - data.mean(0), batch, device, seed, "autograd twin + MultivariateNormal")
+
+
+def _nif_dense_twins(model):
+    """Two dense formulations of a block NIF model's layer (weights copied): through ops.nif_block as
+    one 64 x 32 block, and through LowRankMultivariateNormal."""
+    dense = build_model("nif", {**model.config.to_dict(), "upsample_factor": 0})
+    dense.flow.load_state_dict(model.flow.state_dict())
+    layer = model.nif
+    with torch.no_grad():
+        dense.nif.A.copy_(layer.dense_matrix()[None])
+        dense.nif.b.copy_(layer._x_flat(layer.b[None])[None, 0])
+        dense.nif.log_sigma.copy_(layer._x_flat(layer.log_sigma[None])[None, 0])
+
+    class LowRank(type(dense)):
+        def log_prob(self, x):
+            y, logabsdet = self.flow(x)
+            A, sigma2 = self.nif.A[0], torch.exp(2 * self.nif.log_sigma[0])
+            return torch.distributions.LowRankMultivariateNormal(self.nif.b[0], A, sigma2).log_prob(y) + logabsdet
+
+    lowrank = LowRank(dense.config)
+    lowrank.load_state_dict(dense.state_dict())
+    return dense, lowrank
+
+
+def nif_training_rows(device: str = "cpu", quick: bool = False, seed: int = 0) -> list[dict]:
+    from .data.digits import Digits
+
+    steps, batch = (5 if quick else 20), 100
+    data, _ = Digits(seed=seed).sample(batch * steps, torch.Generator().manual_seed(seed))
+    block = build_model("nif", features=64, manifold_dim=32, upsample_factor=2, num_layers=6, hidden_features=128,
+                        seed=seed)
+    dense, lowrank = _nif_dense_twins(block)
+    impls = {"mfkernels block (16 blocks 4x2)": block, "dense, ops.nif_block (one 64x32 block)": dense,
+             "dense, LowRankMultivariateNormal": lowrank}
+    return _timed_rows("NIF training step, 8x8 digits, 6 RQ layers + NIF 64->32, batch 100", impls, data, batch,
+                       device, seed, "dense, LowRankMultivariateNormal")
+
+
+def _timed_rows(case, impls, data, batch, device, seed, baseline) -> list[dict]:
+    timed = {}
+    for name, model in impls.items():
+        torch.manual_seed(seed)
+        timed[name] = step_ms(model.to(device).train(), data.to(device), batch, warmup=3, loss_fn=_model_loss)
+    return [{"case": case, "impl": name, "step_ms": ms, "steps_per_s": 1e3 / ms, "baseline": baseline,
+             "speedup_vs_baseline": timed[baseline] / ms} for name, ms in timed.items()]
+
+
 def run(device: str = "cpu", quick: bool = False, seed: int = 0) -> dict[str, list[dict]]:
-    return {"gram_density": gram_density_rows(device, quick, seed), "dnf_training": dnf_training_rows(device, quick, seed)}
+    return {"gram_density": gram_density_rows(device, quick, seed), "dnf_training": dnf_training_rows(device, quick, seed),
+            "spread_training": spread_training_rows(device, quick, seed),
+            "nif_training": nif_training_rows(device, quick, seed)}
 
 
 def format_table(report: dict[str, list[dict]]) -> str:
@@ -133,4 +218,12 @@ def format_table(report: dict[str, list[dict]]) -> str:
     for r in report["dnf_training"]:
         lines.append(f"{r['case']:<58} {r['impl']:<10} {r['step_ms']:>8.2f} {r['steps_per_s']:>8.1f} "
                      f"{r['speedup_vs_nflows']:>8.2f}x")
+    for key, title in (("spread_training", "spread-flow training step (paper 003), same weights and data"),
+                       ("nif_training", "NIF training step (paper 001), block vs dense formulations, same weights")):
+        rows = report.get(key, [])
+        if rows:
+            lines += ["", title + f"; speed-up vs {rows[0]['baseline']}", rows[0]["case"],
+                      f"  {'impl':<42} {'step ms':>8} {'steps/s':>8} {'speed-up':>9}"]
+            lines += [f"  {r['impl']:<42} {r['step_ms']:>8.2f} {r['steps_per_s']:>8.1f} {r['speedup_vs_baseline']:>8.2f}x"
+                      for r in rows]
     return "\n".join(lines)

@@ -74,7 +74,7 @@ def _reproduce(args) -> int:
     results = EXPERIMENTS[args.experiment](out_dir=args.out or args.experiment, quick=args.quick, seed=args.seed,
                                            device=args.device)
     print(json.dumps(results, indent=2))
-    print(f"\nwrote {args.out or args.experiment}/figure.png and metrics.json")
+    print(f"\nwrote metrics.json and figures (PNG) under {args.out or args.experiment}/")
     return 0
 
 
@@ -132,9 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_sample)
 
-    p = sub.add_parser("reproduce", help="rerun a paper's experiment (dnf-spiral: paper 000, figure 2)")
-    p.add_argument("experiment", choices=["dnf-spiral"])
-    p.add_argument("--quick", action="store_true", help="short training (under 3 minutes on 2 CPU cores)")
+    p = sub.add_parser("reproduce", help="rerun a paper's experiment (dnf-spiral: paper 000, figure 2; "
+                       "spread-dimension: paper 003, figures 3-5; nif-digits: paper 001, tables 2 and figure 3 on 8x8 digits)")
+    p.add_argument("experiment", choices=["dnf-spiral", "spread-dimension", "nif-digits"])
+    p.add_argument("--quick", action="store_true", help="short training (under 5 minutes on 2 CPU cores)")
     p.add_argument("--out", default=None, help="output folder (default: ./EXPERIMENT)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)

@@ -2,7 +2,8 @@
 `forward(x, context=None) -> (z, logabsdet)`, `inverse(z, context=None) -> (x, logabsdet)`.
 
 Layers: AffineCoupling and RQSplineCoupling (vectors with an MLP conditioner, or images (C, H, W)
-with channel masks and a ConvNet conditioner), ActNorm, LULinear, Permutation, Squeeze, ElementwiseRQSpline; Sequential
+with channel masks and a ConvNet conditioner), ActNorm, LULinear, Permutation, Squeeze, ElementwiseRQSpline; GaussianNIF (the
+dimension-changing noisy injective layer, paper 001) and StochasticCoupling; Sequential
 composes them and Flow turns a transform into a density with a standard normal base;
 `rq_spline_flow` builds the usual spline stack in one call.
 """
@@ -15,9 +16,11 @@ from .elementwise import ElementwiseRQSpline
 from .flow import Flow, standard_normal_log_prob
 from .linear import LULinear
 from .normalization import ActNorm
+from .nif import GaussianNIF
 from .permutation import Permutation
 from .reshape import Squeeze
+from .stochastic_coupling import StochasticCoupling
 
-__all__ = ["ActNorm", "AffineCoupling", "ConvNet", "ElementwiseRQSpline", "Flow", "LULinear", "MLP", "MaskedCoupling", "Permutation",
+__all__ = ["ActNorm", "AffineCoupling", "ConvNet", "ElementwiseRQSpline", "Flow", "GaussianNIF", "LULinear", "MLP", "MaskedCoupling", "Permutation",
            "RQSplineCoupling", "Sequential", "Squeeze", "Transform", "alternating_mask", "rq_spline_flow",
            "standard_normal_log_prob"]

@@ -5,6 +5,7 @@ decode, project, loss, a serialisable config, and `build_model(name, config)` to
     dnf       DNF           Denoising Normalizing Flow (paper 000)
     mflow     MFlow         M-flow with M/D phases and the exact Gram density
     pie       PIE           split flow, narrow Gaussian off the manifold
+    nif       NIF           noisy injective flow (paper 001), closed-form marginal or ELBO
     spread    SpreadFlow    volume-preserving flow + learnable degenerate Gaussian prior (paper 003)
 """
 
@@ -15,16 +16,17 @@ from typing import Any
 from .base import Model, ModelConfig
 from .dnf import DNF, DNFConfig
 from .mflow import MFlow, MFlowConfig
+from .nif import NIF, NIFConfig
 from .pie import PIE, PIEConfig
 from .split_flow import SplitFlowModel
 from .spread import SpreadFlow, SpreadFlowConfig
 from .standard import StandardFlow, StandardFlowConfig
 
-MODELS: dict[str, type[Model]] = {cls.name: cls for cls in (StandardFlow, DNF, MFlow, PIE, SpreadFlow)}
+MODELS: dict[str, type[Model]] = {cls.name: cls for cls in (StandardFlow, DNF, MFlow, PIE, NIF, SpreadFlow)}
 
 
 def build_model(name: str, config: ModelConfig | dict[str, Any] | None = None, **options) -> Model:
-    """A model by name ("standard", "dnf", "mflow", "pie") from a config object or dict."""
+    """A model by name (see MODELS) from a config object or dict."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
     cls = MODELS[name]
@@ -33,5 +35,5 @@ def build_model(name: str, config: ModelConfig | dict[str, Any] | None = None, *
     return cls(config, **options)
 
 
-__all__ = ["DNF", "DNFConfig", "MFlow", "MFlowConfig", "MODELS", "Model", "ModelConfig", "PIE", "PIEConfig",
+__all__ = ["DNF", "DNFConfig", "MFlow", "MFlowConfig", "MODELS", "Model", "ModelConfig", "NIF", "NIFConfig", "PIE", "PIEConfig",
            "SplitFlowModel", "SpreadFlow", "SpreadFlowConfig", "StandardFlow", "StandardFlowConfig", "build_model"]

@@ -30,7 +30,9 @@ from .base import Model, ModelConfig
 class SpreadFlowConfig(ModelConfig):
     """`manifold_dim` is not used (the dimension is learned). prior_noise_std: σ_Z; input_noise_std: σ_x
     (0 disables); entropy: add the appendix B.4 entropy term; dimension_gap: the eigenvalue ratio that
-    counts as the gap for the intrinsic dimension."""
+    counts as the gap for the intrinsic dimension; permutation: between couplings, "random" (seeded) or
+    "roll" (a cyclic shift by one, which pairs every feature with every other within D layers: on the
+    3-D S-curve it flattens the surface where random orders kept pairing the same coordinates)."""
 
     num_layers: int = 8
     prior_noise_std: float = 1e-2
@@ -41,12 +43,14 @@ class SpreadFlowConfig(ModelConfig):
     min_input_noise: float = 0.0
     entropy: bool = False
     dimension_gap: float = 100.0
+    permutation: str = "random"
 
     def validate(self) -> None:
         if self.features < 2:
             raise ValueError(f"SpreadFlowConfig: 'features' must be >= 2 (a coupling needs two parts), got {self.features}")
         if self.prior_noise_std <= 0 or self.input_noise_std < 0:
             raise ValueError("SpreadFlowConfig: need prior_noise_std > 0 and input_noise_std >= 0")
+        self.check_choice("permutation", ("random", "roll"))
 
 
 class SpreadFlow(Model):
@@ -63,7 +67,8 @@ class SpreadFlow(Model):
                 layers.append(flows.AffineCoupling(c.features, flows.alternating_mask(c.features, even=i % 2 == 0),
                                                    mode="volume_preserving", hidden_features=c.hidden_features))
                 if c.features > 2:
-                    layers.append(flows.Permutation(c.features, "random", seed=c.seed + i))
+                    order = (torch.arange(1, c.features + 1) % c.features if c.permutation == "roll" else "random")
+                    layers.append(flows.Permutation(c.features, order, seed=c.seed + i))
             self.flow = flows.Sequential(*layers)
         self.A = nn.Parameter(torch.eye(c.features))
         self.step = 0
@@ -112,7 +117,11 @@ class SpreadFlow(Model):
     def log_prob(self, x: Tensor) -> Tensor:
         """The spread density log N(g(x); 0, AAᵀ + σ_Z² I) (g preserves volume)."""
         self._check_input(x)
-        return ops.tril_gaussian_log_prob(self.flow(x)[0], self.prior_factor(), self.config.prior_noise_std)
+        return self.prior_log_prob(self.flow(x)[0])
+
+    def prior_log_prob(self, z: Tensor) -> Tensor:
+        """log N(z; 0, AAᵀ + σ_Z² I) (eq 12)."""
+        return ops.tril_gaussian_log_prob(z, self.prior_factor(), self.config.prior_noise_std)
 
     def loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         self._check_input(x)
@@ -122,7 +131,7 @@ class SpreadFlow(Model):
             x = x + noise * torch.randn_like(x)
         z, _ = self.flow(x)
         z_noisy = z + c.prior_noise_std * torch.randn_like(z)
-        nll = -ops.tril_gaussian_log_prob(z_noisy, self.prior_factor(), c.prior_noise_std).mean()
+        nll = -self.prior_log_prob(z_noisy).mean()
         terms = {"spread_nll": nll.detach(), "input_noise": torch.tensor(noise)}
         total = nll
         if c.entropy:

@@ -11,6 +11,19 @@ def _dnf_spiral(**kwargs) -> dict[str, Any]:
     return run(**kwargs)
 
 
-EXPERIMENTS: dict[str, Callable[..., dict[str, Any]]] = {"dnf-spiral": _dnf_spiral}
+def _spread_dimension(**kwargs) -> dict[str, Any]:
+    from .spread_dimension import run
+
+    return run(**kwargs)
+
+
+def _nif_digits(**kwargs) -> dict[str, Any]:
+    from .nif_digits import run
+
+    return run(**kwargs)
+
+
+EXPERIMENTS: dict[str, Callable[..., dict[str, Any]]] = {
+    "dnf-spiral": _dnf_spiral, "spread-dimension": _spread_dimension, "nif-digits": _nif_digits}
 
 __all__ = ["EXPERIMENTS"]

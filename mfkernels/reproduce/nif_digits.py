@@ -1,0 +1,118 @@
+"""`mfkernels reproduce nif-digits`: the noisy-injective-flow claims of paper 001 (table 2, figure 3) on
+scikit-learn's 8 × 8 digits: a NIF matches or beats a normalizing flow of the same architecture in
+test bits per dimension, and its on-manifold samples (s = 0) are cleaner.
+
+Both models share the outer flow (RQ spline couplings + LU linear maps on R^64, same seed); the flow
+maps to N(0, I_64) (standard) or into a Gaussian NIF layer with block upsampling (a (c, 4, 4) latent
+image upsampled ×2 to the 8 × 8 image, `flows.GaussianNIF.upsampling`, trained on the exact marginal
+of eq 41). Both are trained on the same 1500 images (each dequantised `dequantized_copies` times) with the same optimiser settings;
+test BPD is on the 297 held-out images (mfkernels.data.digits for the dequantisation and BPD).
+Writes samples.png (rows: standard flow, NIF at s = 1 and s = 0, per temperature), metrics.json and
+a checkpoint per model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data.digits import Digits
+from ..models import build_model
+from ..training import TrainConfig, fit
+
+TEMPERATURES = (0.5, 0.75, 1.0)
+
+
+@dataclasses.dataclass
+class Settings:
+    steps: int
+    latent_channels: int = 2
+    num_layers: int = 4
+    hidden_features: int = 64
+    dequantized_copies: int = 10
+    batch_size: int = 100
+    lr: float = 1e-3
+    seed: int = 0
+
+
+def settings(quick: bool) -> Settings:
+    return Settings(steps=3000) if quick else Settings(steps=20000)
+
+
+def model_options(s: Settings) -> dict[str, dict[str, Any]]:
+    shared = {"features": 64, "num_layers": s.num_layers, "hidden_features": s.hidden_features, "seed": s.seed,
+              "tail_bound": 4.0}
+    return {"standard": shared,
+            "nif": {**shared, "manifold_dim": 16 * s.latent_channels, "upsample_factor": 2, "image_channels": 1}}
+
+
+def run(out_dir: str | Path = "nif-digits", quick: bool = False, seed: int = 0, device: str | None = None,
+        progress: bool = True) -> dict[str, Any]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    s = dataclasses.replace(settings(quick), seed=seed)
+    digits = Digits(seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    # several dequantisations of each training image: fixed noise would be memorised by a flow of this size
+    train = torch.cat([digits.sample(generator=g)[0] for _ in range(s.dequantized_copies)])
+    test, _ = digits.sample(generator=g, split="test")
+    results: dict[str, Any] = {"settings": dataclasses.asdict(s), "models": {}}
+    grids: dict[str, torch.Tensor] = {}
+    for name, options in model_options(s).items():
+        model = build_model(name, **options)
+        start = time.perf_counter()
+        fit(model, train, TrainConfig(steps=s.steps, batch_size=s.batch_size, lr=s.lr, seed=seed,
+                                      out_dir=str(out / name), checkpoint_every=max(s.steps // 4, 1), device=device,
+                                      progress=progress, desc=f"nif-digits: {name}"))
+        seconds = time.perf_counter() - start
+        model = model.cpu().eval()
+        with torch.no_grad():
+            test_bpd = digits.bits_per_dim(model.log_prob(test))
+            train_bpd = digits.bits_per_dim(model.log_prob(train[: len(train) // s.dequantized_copies]))
+        results["models"][name] = {"test_bpd": float(test_bpd.mean()), "test_bpd_std_error":
+                                   float(test_bpd.std() / test_bpd.numel() ** 0.5),
+                                   "train_bpd": float(train_bpd.mean()), "train_seconds": seconds,
+                                   "parameters": sum(p.numel() for p in model.parameters())}
+        grids.update(_samples(name, model, digits, seed))
+    results["nif_minus_standard_test_bpd"] = results["models"]["nif"]["test_bpd"] - results["models"]["standard"]["test_bpd"]
+    (out / "metrics.json").write_text(json.dumps(results, indent=2))
+    _plot(out / "samples.png", grids, digits.to_images(test[:8]))
+    return results
+
+
+@torch.no_grad()
+def _samples(name: str, model, digits: Digits, seed: int, n: int = 8) -> dict[str, torch.Tensor]:
+    rows = {}
+    for t in TEMPERATURES:
+        g = torch.Generator().manual_seed(seed + 7)
+        if name == "nif":
+            for s in (1.0, 0.0):
+                rows[f"NIF s={s:g} t={t:g}"] = digits.to_images(model.sample(n, t, generator=g, noise_scale=s))
+                g = torch.Generator().manual_seed(seed + 7)
+        else:
+            rows[f"flow t={t:g}"] = digits.to_images(model.sample(n, t, generator=g))
+    return rows
+
+
+def _plot(path: Path, grids: dict[str, torch.Tensor], data: torch.Tensor) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {"data (test)": data, **grids}
+    fig, axes = plt.subplots(len(rows), 8, figsize=(8, 1.05 * len(rows)), constrained_layout=True)
+    for r, (label, images) in enumerate(rows.items()):
+        for c in range(8):
+            ax = axes[r, c]
+            ax.imshow(images[c].numpy(), cmap="gray_r", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
