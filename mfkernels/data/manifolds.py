@@ -20,6 +20,8 @@ import math
 import torch
 from torch import Tensor
 
+from .spread import SPREAD_DATASETS
+
 
 class ThinSpiral:
     """The thin spiral of the DNF paper; `alpha` sets the winding (default 3π, see the module doc)."""
@@ -145,11 +147,13 @@ class VonMisesFisherMixture:
         return torch.logsumexp(terms, dim=-1).to(x.dtype)
 
 
-DATASETS = {"thin_spiral": ThinSpiral, "von_mises_circle": VonMisesCircle, "vmf_sphere": VonMisesFisherMixture}
+DATASETS = {"thin_spiral": ThinSpiral, "von_mises_circle": VonMisesCircle, "vmf_sphere": VonMisesFisherMixture,
+            **SPREAD_DATASETS}
 
 
 def make_dataset(name: str, **kwargs):
-    """A data set by name: thin_spiral, von_mises_circle or vmf_sphere."""
+    """A data set by name: thin_spiral, von_mises_circle, vmf_sphere (exact densities) or the spread-flow
+    sets sine, line, s_curve, fading_square (no density: a manifold and a distance to it)."""
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; expected one of {sorted(DATASETS)}")
     return DATASETS[name](**kwargs)

@@ -25,6 +25,7 @@ def _nearest_on_curve(x: Tensor, curve: Tensor) -> Tensor:
 
 class Sine:
     intrinsic_dim, ambient_dim = 1, 2
+    manifold_dim = intrinsic_dim  # the name the CLI's `train` reads
 
     def sample(self, n: int, generator: torch.Generator | None = None, dtype=torch.float32) -> tuple[Tensor, Tensor]:
         x1 = torch.randn(n, generator=generator, dtype=torch.float64)
@@ -37,6 +38,7 @@ class Sine:
 
 class Line:
     intrinsic_dim, ambient_dim = 1, 2
+    manifold_dim = intrinsic_dim  # the name the CLI's `train` reads
 
     def sample(self, n: int, generator: torch.Generator | None = None, dtype=torch.float32) -> tuple[Tensor, Tensor]:
         x1 = torch.randn(n, generator=generator, dtype=torch.float64)
@@ -48,6 +50,7 @@ class Line:
 
 class SCurve:
     intrinsic_dim, ambient_dim = 2, 3
+    manifold_dim = intrinsic_dim
 
     @staticmethod
     def embed(t: Tensor, y: Tensor) -> Tensor:
@@ -68,7 +71,7 @@ class SCurve:
 
 
 class FadingSquare:
-    intrinsic_dim = 1
+    intrinsic_dim = manifold_dim = 1
 
     def __init__(self, size: int = 32, square: int = 6):
         self.size, self.square = size, square
