@@ -181,7 +181,7 @@ def _nif_dense_twins(model):
 def nif_training_rows(device: str = "cpu", quick: bool = False, seed: int = 0) -> list[dict]:
     from .data.digits import Digits
 
-    steps, batch = (5 if quick else 20), 100
+    steps, batch = (5 if quick else 15), 100  # the 1500 training images
     data, _ = Digits(seed=seed).sample(batch * steps, torch.Generator().manual_seed(seed))
     block = build_model("nif", features=64, manifold_dim=32, upsample_factor=2, num_layers=6, hidden_features=128,
                         seed=seed)
