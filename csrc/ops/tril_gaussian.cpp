@@ -20,6 +20,7 @@
 #include <c10/core/SymInt.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <tuple>
 
@@ -67,12 +68,41 @@ Tensor solve_transposed_rows(const Tensor& T, const Tensor& w) {
   return at::linalg_solve_triangular(T.t(), w.t(), /*upper=*/true).t().contiguous();
 }
 
+// Both products below have a lower-triangular factor or result, so block row i (rows r0..r1) only needs
+// columns < r1: at D = 1024 in blocks of 128 that is 40% (lower_gram) and 56% (lower_product) of a dense mm.
+constexpr int64_t kBlockRows = 128;
+
+// tril(T T^T) + diag(shift) for lower-triangular T, symmetrised: the full covariance for the Cholesky.
+Tensor lower_gram(const Tensor& T, const Tensor& shift) {
+  const int64_t D = T.size(0);
+  if (D < 2 * kBlockRows) return at::addmm(at::diag_embed(shift), T, T.t());
+  Tensor out = at::diag_embed(shift);
+  for (int64_t r0 = 0; r0 < D; r0 += kBlockRows) {
+    const int64_t r1 = std::min(D, r0 + kBlockRows);
+    Tensor leading = T.slice(0, 0, r1).slice(1, 0, r1);
+    out.slice(0, r0, r1).slice(1, 0, r1).addmm_(leading.slice(0, r0, r1), leading.t());
+  }
+  return out.tril().add_(out.tril(-1).t());
+}
+
+// tril(M T) for lower-triangular T (columns j of T vanish above row j).
+Tensor lower_product(const Tensor& M, const Tensor& T) {
+  const int64_t D = T.size(0);
+  if (D < 2 * kBlockRows) return at::tril(at::mm(M, T));
+  Tensor out = at::zeros_like(M);
+  for (int64_t r0 = 0; r0 < D; r0 += kBlockRows) {
+    const int64_t r1 = std::min(D, r0 + kBlockRows);
+    out.slice(0, r0, r1).slice(1, 0, r1).copy_(at::mm(M.slice(0, r0, r1), T.slice(1, 0, r1)));
+  }
+  return out.tril_();
+}
+
 std::tuple<Tensor, Tensor, Tensor> noisy_forward(const Tensor& z, const Tensor& A, const Tensor& sigma) {
   check_rows_and_scale(z, A, kNoisyForward, {{&sigma, "sigma"}});
   TORCH_CHECK(sigma.dim() == 0, kNoisyForward, ": argument 'sigma' must be a 0-dim tensor, got ", sigma.sym_sizes());
   const int64_t D = z.size(1);
   Tensor L = at::tril(A);
-  Tensor cov = at::addmm(at::diag_embed(sigma.square().expand({D})), L, L.t());
+  Tensor cov = lower_gram(L, sigma.square().expand({D}));
   auto [factor, info] = at::linalg_cholesky_ex(cov);
   Tensor C = factor.contiguous();  // LAPACK hands back column-major; the schema promises row-major
   Tensor w = solve_rows(C, z);
@@ -91,7 +121,7 @@ std::tuple<Tensor, Tensor, Tensor> noisy_backward(const Tensor& grad, const Tens
   Tensor precision = at::cholesky_inverse(C);  // symmetric: its layout does not matter here
   // M = sum_n g_n alpha_n alpha_n^T - G Sigma^-1
   Tensor M = at::mm(alpha.t(), alpha * grad.unsqueeze(1)).sub_(precision * grad.sum());
-  Tensor grad_A = at::tril(at::mm(M, at::tril(A)));
+  Tensor grad_A = lower_product(M, at::tril(A));
   Tensor grad_sigma = sigma * M.diagonal().sum();
   return {alpha.mul_(grad.neg().unsqueeze(1)), grad_A, grad_sigma};
 }
