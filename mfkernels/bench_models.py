@@ -192,6 +192,30 @@ def nif_training_rows(device: str = "cpu", quick: bool = False, seed: int = 0) -
                        device, seed, "dense, LowRankMultivariateNormal")
 
 
+class _NLLOnly(torch.nn.Module):
+    """A pixel-rejection model's loss without its reconstruction pass f⁻¹(u, 0) (same flow, same NLL)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def loss(self, x):
+        return -self.model.log_prob(x).mean(), {}
+
+
+def pixel_rejection_rows(device: str = "cpu", quick: bool = False, seed: int = 0) -> list[dict]:
+    """What the reconstruction pass costs in a PR training step: NLL + Huber penalty vs the NLL alone."""
+    from .data.clutter import SquareWithClutter
+
+    steps, batch = (5 if quick else 20), 100
+    data = SquareWithClutter(size=12, square=4).sample(batch * steps, torch.Generator().manual_seed(seed))[0]
+    ours = build_model("pr", features=144, manifold_dim=2, inner_layers=0, num_layers=4, tail_bound=3.0,
+                       delta=0.5, penalty_weight=1440.0, seed=seed)
+    impls = {"PR-D: NLL + Huber(x, f^-1(u, 0))": ours, "NLL alone (no reconstruction)": _NLLOnly(ours)}
+    return _timed_rows("pixel-rejection step, 12x12 clutter, 4 RQ layers + LU, d=2, batch 100", impls, data, batch,
+                       device, seed, "NLL alone (no reconstruction)")
+
+
 def _timed_rows(case, impls, data, batch, device, seed, baseline) -> list[dict]:
     timed = {}
     for name, model in impls.items():
@@ -204,7 +228,8 @@ def _timed_rows(case, impls, data, batch, device, seed, baseline) -> list[dict]:
 def run(device: str = "cpu", quick: bool = False, seed: int = 0) -> dict[str, list[dict]]:
     return {"gram_density": gram_density_rows(device, quick, seed), "dnf_training": dnf_training_rows(device, quick, seed),
             "spread_training": spread_training_rows(device, quick, seed),
-            "nif_training": nif_training_rows(device, quick, seed)}
+            "nif_training": nif_training_rows(device, quick, seed),
+            "pixel_rejection": pixel_rejection_rows(device, quick, seed)}
 
 
 def format_table(report: dict[str, list[dict]]) -> str:
@@ -219,7 +244,8 @@ def format_table(report: dict[str, list[dict]]) -> str:
         lines.append(f"{r['case']:<58} {r['impl']:<10} {r['step_ms']:>8.2f} {r['steps_per_s']:>8.1f} "
                      f"{r['speedup_vs_nflows']:>8.2f}x")
     for key, title in (("spread_training", "spread-flow training step (paper 003), same weights and data"),
-                       ("nif_training", "NIF training step (paper 001), block vs dense formulations, same weights")):
+                       ("nif_training", "NIF training step (paper 001), block vs dense formulations, same weights"),
+                       ("pixel_rejection", "pixel-rejection training step (paper 002): cost of the reconstruction pass")):
         rows = report.get(key, [])
         if rows:
             lines += ["", title + f"; speed-up vs {rows[0]['baseline']}", rows[0]["case"],

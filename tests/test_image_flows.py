@@ -125,3 +125,62 @@ def test_image_coupling_errors():
         flows.AffineCoupling((4, 2, 2))(torch.zeros(1, 4, 3, 3))
     with pytest.raises(ValueError, match="expected a context of 2 features"):
         flows.RQSplineCoupling((2, 2, 2), context_features=2)(torch.zeros(1, 2, 2, 2))
+
+
+def test_channel_lulinear_is_a_1x1_convolution(gen):
+    """LULinear(feature_dim=1) on (B, C, H, W) = conv2d with the (C, C, 1, 1) kernel W; log|det| = H·W·log|det W|."""
+    layer = flows.LULinear(3, seed=2, feature_dim=1).double()
+    randomise(layer, gen, scale=0.3)
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64, generator=gen)
+    z, logabsdet = layer(x)
+    W = layer.weight()
+    torch.testing.assert_close(z, torch.nn.functional.conv2d(x, W[:, :, None, None], layer.bias))
+    torch.testing.assert_close(logabsdet, torch.full((2,), 20 * float(torch.linalg.slogdet(W).logabsdet),
+                                                     dtype=torch.float64))
+    x_back, inverse_logabsdet = layer.inverse(z)
+    torch.testing.assert_close(x_back, x)
+    torch.testing.assert_close(inverse_logabsdet, -logabsdet)
+    with pytest.raises(ValueError, match="expected 'x' with 3 features in dim 1"):
+        layer(torch.zeros(2, 4, 4, 5))
+
+
+def multiscale(gen, context_features: int = 0) -> flows.MultiScaleFlow:
+    flow = flows.MultiScaleFlow((1, 8, 8), levels=2, steps=2, hidden_channels=8, seed=3,
+                                context_features=context_features).double()
+    flow(torch.randn(16, 64, dtype=torch.float64, generator=gen), torch.randn(16, context_features,
+                                                                              dtype=torch.float64, generator=gen))
+    randomise(flow, gen, scale=0.1)  # after ActNorm's data-dependent initialisation
+    return flow.eval()
+
+
+@pytest.mark.parametrize("context_features", [0, 2])
+def test_multiscale_flow_is_invertible_with_the_dense_logabsdet(context_features, gen):
+    flow = multiscale(gen, context_features)
+    x = torch.randn(3, 64, dtype=torch.float64, generator=gen)
+    context = torch.randn(3, context_features, dtype=torch.float64, generator=gen)
+    z, logabsdet = flow(x, context)
+    assert z.shape == (3, 64)
+    x_back, inverse_logabsdet = flow.inverse(z, context)
+    torch.testing.assert_close(x_back, x, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(inverse_logabsdet, -logabsdet)
+    for b in range(3):
+        torch.testing.assert_close(logabsdet[b], torch.linalg.slogdet(
+            dense_jacobian(flow, x[b], context[b: b + 1])).logabsdet)
+
+
+def test_multiscale_flow_factors_out_half_the_channels_after_the_first_level(gen):
+    """z = (the last level's 32 coordinates, then the 32 split off after level 1): the split-off
+    part depends only on level 1, so changing the last level's parameters leaves it alone."""
+    flow = multiscale(gen)
+    x = torch.randn(4, 64, dtype=torch.float64, generator=gen)
+    z = flow(x)[0]
+    with torch.no_grad():
+        for p in flow.levels[1].parameters():
+            p.add_(0.3)
+    z2 = flow(x)[0]
+    torch.testing.assert_close(z2[:, 32:], z[:, 32:], rtol=0, atol=0)
+    assert not torch.allclose(z2[:, :32], z[:, :32])
+    with pytest.raises(ValueError, match=r"expected 'x' of shape \(B, 64\)"):
+        flow(torch.zeros(2, 1, 8, 8))
+    with pytest.raises(ValueError, match="divisible by 2\\*\\*levels"):
+        flows.MultiScaleFlow((1, 6, 6), levels=2)

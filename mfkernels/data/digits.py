@@ -8,7 +8,8 @@ x = scale · (v − 1/2) (a fixed affine map, accounted for in bits per dimensio
     bpd = −(log p(x) + D log(scale) − D log 17) / (D log 2),
 
 i.e. the negative log-likelihood of the 17-level discrete data under the dequantised model, in bits.
-The train/test split is a seeded permutation (`test_size` images held out).
+The train/test split is a seeded permutation (`test_size` images held out). `upscale=2` gives the
+16 × 16 images (nearest neighbour) of the pixel-rejection reproduction.
 """
 
 from __future__ import annotations
@@ -33,14 +34,16 @@ def load_digit_images() -> Tensor:
 
 class Digits:
     intrinsic_dim = None  # unknown: real data
-    ambient_dim = 64
-    image_shape = (1, 8, 8)
 
-    def __init__(self, scale: float = 4.0, test_size: int = 297, seed: int = 0):
-        if scale <= 0 or not 0 < test_size < 1797:
-            raise ValueError(f"Digits: need scale > 0 and 0 < test_size < 1797, got {scale}, {test_size}")
-        self.scale, self.seed = scale, seed
+    def __init__(self, scale: float = 4.0, test_size: int = 297, seed: int = 0, upscale: int = 1):
+        if scale <= 0 or not 0 < test_size < 1797 or upscale < 1:
+            raise ValueError(f"Digits: need scale > 0, 0 < test_size < 1797 and upscale >= 1, got {scale}, "
+                             f"{test_size}, {upscale}")
+        self.scale, self.seed, self.side = scale, seed, 8 * upscale
+        self.ambient_dim, self.image_shape = self.side**2, (1, self.side, self.side)
         levels = load_digit_images()
+        if upscale > 1:  # nearest-neighbour, e.g. 16 x 16 for paper 002's image models
+            levels = levels.reshape(-1, 8, 8).repeat_interleave(upscale, 1).repeat_interleave(upscale, 2).flatten(1)
         order = torch.randperm(levels.shape[0], generator=torch.Generator().manual_seed(seed))
         self.test_levels, self.train_levels = levels[order[:test_size]], levels[order[test_size:]]
 
@@ -49,8 +52,8 @@ class Digits:
         return self.scale * ((levels + noise) / LEVELS - 0.5)
 
     def to_images(self, x: Tensor) -> Tensor:
-        """Model-space vectors back to [0, 1] images (B, 8, 8)."""
-        return (x.detach().double() / self.scale + 0.5).clamp(0, 1).reshape(-1, 8, 8)
+        """Model-space vectors back to [0, 1] images (B, side, side)."""
+        return (x.detach().double() / self.scale + 0.5).clamp(0, 1).reshape(-1, self.side, self.side)
 
     def sample(self, n: int | None = None, generator: torch.Generator | None = None, split: str = "train",
                dtype=torch.float32) -> tuple[Tensor, Tensor]:

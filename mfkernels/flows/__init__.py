@@ -4,6 +4,8 @@
 Layers: AffineCoupling and RQSplineCoupling (vectors with an MLP conditioner, or images (C, H, W)
 with channel masks and a ConvNet conditioner), ActNorm, LULinear, Permutation, Squeeze, ElementwiseRQSpline; GaussianNIF (the
 dimension-changing noisy injective layer, paper 001) and StochasticCoupling; Sequential
+MultiScaleFlow is the multi-scale Glow image flow (squeeze,
+ActNorm, 1x1 convolution, conv couplings, split) behind a flat-vector interface; Sequential
 composes them and Flow turns a transform into a density with a standard normal base;
 `rq_spline_flow` builds the usual spline stack in one call.
 """
@@ -15,12 +17,13 @@ from .coupling import AffineCoupling, MaskedCoupling, RQSplineCoupling, alternat
 from .elementwise import ElementwiseRQSpline
 from .flow import Flow, standard_normal_log_prob
 from .linear import LULinear
+from .multiscale import MultiScaleFlow, glow_step
 from .normalization import ActNorm
 from .nif import GaussianNIF
 from .permutation import Permutation
 from .reshape import Squeeze
 from .stochastic_coupling import StochasticCoupling
 
-__all__ = ["ActNorm", "AffineCoupling", "ConvNet", "ElementwiseRQSpline", "Flow", "GaussianNIF", "LULinear", "MLP", "MaskedCoupling", "Permutation",
-           "RQSplineCoupling", "Sequential", "Squeeze", "Transform", "alternating_mask", "rq_spline_flow",
+__all__ = ["ActNorm", "AffineCoupling", "ConvNet", "ElementwiseRQSpline", "Flow", "GaussianNIF", "LULinear", "MLP", "MaskedCoupling", "MultiScaleFlow", "Permutation",
+           "RQSplineCoupling", "Sequential", "Squeeze", "Transform", "alternating_mask", "glow_step", "rq_spline_flow",
            "standard_normal_log_prob"]

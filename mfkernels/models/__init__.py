@@ -6,6 +6,8 @@ decode, project, loss, a serialisable config, and `build_model(name, config)` to
     mflow     MFlow         M-flow with M/D phases and the exact Gram density
     pie       PIE           split flow, narrow Gaussian off the manifold
     nif       NIF           noisy injective flow (paper 001), closed-form marginal or ELBO
+    pr        PixelRejection  PR-D / PR-H / PR-M (paper 002): split flow + per-pixel Huber or MSE penalty
+    hierarchical HierarchicalFlow cascade of pixel-rejection blocks, end to end or stage by stage
     spread    SpreadFlow    volume-preserving flow + learnable degenerate Gaussian prior (paper 003)
 """
 
@@ -15,14 +17,17 @@ from typing import Any
 
 from .base import Model, ModelConfig
 from .dnf import DNF, DNFConfig
+from .hierarchical import HierarchicalFlow, HierarchicalFlowConfig
 from .mflow import MFlow, MFlowConfig
 from .nif import NIF, NIFConfig
 from .pie import PIE, PIEConfig
+from .pixel_rejection import PixelRejection, PixelRejectionConfig
 from .split_flow import SplitFlowModel
 from .spread import SpreadFlow, SpreadFlowConfig
 from .standard import StandardFlow, StandardFlowConfig
 
-MODELS: dict[str, type[Model]] = {cls.name: cls for cls in (StandardFlow, DNF, MFlow, PIE, NIF, SpreadFlow)}
+MODELS: dict[str, type[Model]] = {cls.name: cls for cls in (StandardFlow, DNF, MFlow, PIE, NIF, SpreadFlow, PixelRejection,
+                                                          HierarchicalFlow)}
 
 
 def build_model(name: str, config: ModelConfig | dict[str, Any] | None = None, **options) -> Model:
@@ -35,5 +40,5 @@ def build_model(name: str, config: ModelConfig | dict[str, Any] | None = None, *
     return cls(config, **options)
 
 
-__all__ = ["DNF", "DNFConfig", "MFlow", "MFlowConfig", "MODELS", "Model", "ModelConfig", "NIF", "NIFConfig", "PIE", "PIEConfig",
+__all__ = ["DNF", "DNFConfig", "HierarchicalFlow", "HierarchicalFlowConfig", "PixelRejection", "PixelRejectionConfig", "MFlow", "MFlowConfig", "MODELS", "Model", "ModelConfig", "NIF", "NIFConfig", "PIE", "PIEConfig",
            "SplitFlowModel", "SpreadFlow", "SpreadFlowConfig", "StandardFlow", "StandardFlowConfig", "build_model"]

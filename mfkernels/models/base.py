@@ -26,7 +26,10 @@ class ModelConfig:
 
     The outer flow has `num_layers` RQ spline couplings (each followed by an LU linear map) with
     `num_bins` bins on [-tail_bound, tail_bound] and MLP conditioners of `hidden_features` units; the
-    flow on the manifold coordinates has `inner_layers` layers. `seed` fixes the initialisation.
+    flow on the manifold coordinates has `inner_layers` layers (0: none). `seed` fixes the initialisation.
+    `backbone="glow"` makes the outer flow a multi-scale Glow flow on images of `image_shape` (C, H, W)
+    instead (`flows.MultiScaleFlow`: `levels` levels of `num_layers` steps, conditioners of
+    `hidden_features` channels); data stay flat vectors of C·H·W features.
     """
 
     features: int = 2
@@ -38,6 +41,9 @@ class ModelConfig:
     inner_tail_bound: float = 4.0
     hidden_features: int = 64
     seed: int = 0
+    backbone: str = "spline"
+    image_shape: list[int] | None = None
+    levels: int = 2
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -58,19 +64,31 @@ class ModelConfig:
     def build_flow(self, inner: bool = False) -> nn.Module:
         """The outer flow on R^D (or, inner=True, the flow on the manifold coordinates), initialised
         from `seed` without touching the global RNG."""
-        from ..flows import rq_spline_flow
+        from ..flows import MultiScaleFlow, Sequential, rq_spline_flow
 
         features, layers, bound = ((self.manifold_dim, self.inner_layers, self.inner_tail_bound) if inner
                                    else (self.features, self.num_layers, self.tail_bound))
         seed = self.seed + (1000 if inner else 0)
+        if layers == 0:
+            return Sequential()  # the identity: e.g. PR-D's single block, u with a standard normal prior
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
+            if self.backbone == "glow" and not inner:
+                return MultiScaleFlow(tuple(self.image_shape), self.levels, layers, self.hidden_features, seed=seed)
             return rq_spline_flow(features, layers, self.num_bins, bound, self.hidden_features, seed=seed)
 
     def validate(self) -> None:
         if not 1 <= self.manifold_dim <= self.features:
             raise ValueError(f"{type(self).__name__}: need 1 <= manifold_dim <= features, got manifold_dim="
                              f"{self.manifold_dim}, features={self.features}")
+        self.check_backbone()
+
+    def check_backbone(self, choices: tuple[str, ...] = ("spline", "glow")) -> None:
+        self.check_choice("backbone", choices)
+        if self.backbone == "glow" and (self.image_shape is None or len(self.image_shape) != 3
+                                        or self.image_shape[0] * self.image_shape[1] * self.image_shape[2] != self.features):
+            raise ValueError(f"{type(self).__name__}: backbone='glow' needs image_shape = [C, H, W] with C*H*W = "
+                             f"features = {self.features}, got image_shape={self.image_shape}")
 
 
 class Model(nn.Module, metaclass=abc.ABCMeta):

@@ -51,6 +51,7 @@ class SpreadFlowConfig(ModelConfig):
         if self.prior_noise_std <= 0 or self.input_noise_std < 0:
             raise ValueError("SpreadFlowConfig: need prior_noise_std > 0 and input_noise_std >= 0")
         self.check_choice("permutation", ("random", "roll"))
+        self.check_backbone(("spline",))  # its volume-preserving flow is its own
 
 
 class SpreadFlow(Model):

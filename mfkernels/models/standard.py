@@ -18,6 +18,7 @@ class StandardFlowConfig(ModelConfig):
     def validate(self) -> None:
         if self.features < 1:
             raise ValueError(f"StandardFlowConfig: 'features' must be >= 1, got {self.features}")
+        self.check_backbone()
 
 
 class StandardFlow(Model):

@@ -23,7 +23,14 @@ def _nif_digits(**kwargs) -> dict[str, Any]:
     return run(**kwargs)
 
 
+def _pixel_rejection(**kwargs) -> dict[str, Any]:
+    from .pixel_rejection import run
+
+    return run(**kwargs)
+
+
 EXPERIMENTS: dict[str, Callable[..., dict[str, Any]]] = {
-    "dnf-spiral": _dnf_spiral, "spread-dimension": _spread_dimension, "nif-digits": _nif_digits}
+    "dnf-spiral": _dnf_spiral, "spread-dimension": _spread_dimension, "nif-digits": _nif_digits,
+    "pixel-rejection": _pixel_rejection}
 
 __all__ = ["EXPERIMENTS"]

@@ -1,0 +1,61 @@
+"""`mfkernels reproduce pixel-rejection --quick` end to end (paper 002 on squares with clutter), with
+the paper's claims that hold in our runs asserted: pixel rejection beats DNF in bits/dim, every model's
+projection keeps the square and removes most distractors, and a smaller δ trades reconstruction for
+likelihood (figure 4). The issue's "Huber removes more distractors than MSE" did NOT hold in any of our
+runs (PR-M ≥ PR-H at every δ, λ and d we tried; see the issue note), so it is reported, not asserted."""
+
+import json
+
+import pytest
+
+pytest.importorskip("matplotlib", reason="the figures need matplotlib (in the 'test' extra)")
+
+
+def test_pixel_rejection_quick_reproduction(tmp_path):
+    from mfkernels.reproduce.pixel_rejection import MODELS, run
+
+    results = run(tmp_path, quick=True, progress=False)
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert on_disk["models"] == results["models"] and on_disk["delta_sweep"] == results["delta_sweep"]
+    table = (tmp_path / "table.md").read_text()
+    for png in ("samples.png", "delta_sweep.png"):
+        assert (tmp_path / png).stat().st_size > 10_000
+    models, sweep = results["models"], results["delta_sweep"]
+    assert set(models) == set(MODELS) and set(sweep) == {"0.1", "0.5", "2"}
+    for label in MODELS:
+        assert f"| {label} |" in table
+    # table 1: every pixel-rejection variant has a far better bits/dim than DNF (by > 0.5 bit/dim here)
+    for label in ("PR-D", "PR-H", "PR-M", "EE-H", "H-HH"):
+        assert models[label]["test_bpd"] < models["DNF"]["test_bpd"] - 0.5, (label, models[label], models["DNF"])
+    for label, r in models.items():
+        # the projection learned the square (a blank image has a square MSE near 1) and cleaned the clutter
+        assert r["object_mse"] < 0.3 and r["distractors_removed"] > 0.9, (label, r)
+        assert r["clean_mse"] < r["reconstruction_mse"], (label, r)  # closer to the clean image than to the input
+        assert r["sample_manifold_mse"] < 0.05, (label, r)  # samples near clean squares (clutter alone: ~0.05)
+    # figure 4: a smaller δ rejects more (worse reconstruction) and buys likelihood
+    assert sweep["0.1"]["reconstruction_mse"] > sweep["2"]["reconstruction_mse"]
+    assert sweep["0.1"]["test_bpd"] < sweep["2"]["test_bpd"]
+
+
+def test_pixel_rejection_digits_section_short_run(tmp_path):
+    """The full run's 16 × 16 digits table (a few steps here: the bookkeeping, not the claim)."""
+    pytest.importorskip("sklearn", reason="the digits come from scikit-learn (in the 'test' extra)")
+    import torch
+
+    from mfkernels.data.digits import Digits
+    from mfkernels.reproduce.pixel_rejection import run
+    from mfkernels.training import model_from_checkpoint
+
+    results = run(tmp_path, quick=True, progress=False, models=(), sweep_deltas=(), steps=4, digits_models=("PR-M",),
+                  digits_copies=1)
+    r = results["digits"]["PR-M"]
+    model, _ = model_from_checkpoint(tmp_path / "digits" / "PR-M" / "checkpoint.pt")
+    data = Digits(seed=0, upscale=2)
+    g = torch.Generator().manual_seed(0)
+    data.sample(generator=g)  # the one training copy, then the same dequantised test images
+    test = data.sample(split="test", generator=g)[0]
+    assert model.config.features == 256 and model.config.manifold_dim == 64
+    expected = data.bits_per_dim(model.log_prob(test).detach()).mean()
+    assert abs(r["test_bpd"] - float(expected)) < 1e-4 * abs(float(expected)) + 1e-6
+    assert "16 × 16 digits" in (tmp_path / "table.md").read_text()
+    assert (tmp_path / "digits.png").stat().st_size > 10_000
