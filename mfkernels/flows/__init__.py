@@ -11,8 +11,9 @@ composes them and Flow turns a transform into a density with a standard normal b
 """
 
 from .base import Sequential, Transform
-from .builders import rq_spline_flow
+from .builders import realnvp_flow, rq_spline_flow
 from .conditioners import MLP, ConvNet
+from .conformal import ChartConformalMaps
 from .coupling import AffineCoupling, MaskedCoupling, RQSplineCoupling, alternating_mask
 from .elementwise import ElementwiseRQSpline
 from .flow import Flow, standard_normal_log_prob
@@ -24,6 +25,6 @@ from .permutation import Permutation
 from .reshape import Squeeze
 from .stochastic_coupling import StochasticCoupling
 
-__all__ = ["ActNorm", "AffineCoupling", "ConvNet", "ElementwiseRQSpline", "Flow", "GaussianNIF", "LULinear", "MLP", "MaskedCoupling", "MultiScaleFlow", "Permutation",
-           "RQSplineCoupling", "Sequential", "Squeeze", "Transform", "alternating_mask", "glow_step", "rq_spline_flow",
+__all__ = ["ActNorm", "AffineCoupling", "ChartConformalMaps", "ConvNet", "ElementwiseRQSpline", "Flow", "GaussianNIF", "LULinear", "MLP", "MaskedCoupling", "MultiScaleFlow", "Permutation",
+           "RQSplineCoupling", "Sequential", "Squeeze", "Transform", "alternating_mask", "glow_step", "realnvp_flow", "rq_spline_flow",
            "standard_normal_log_prob"]

@@ -1,6 +1,6 @@
 """Ready-made stacks of layers, so models and examples build the usual architecture in one call.
 
-`rq_spline_flow` is the neural-spline architecture of the M-flow and DNF experiments (paper 000,
+`realnvp_flow` is the affine-coupling baseline. `rq_spline_flow` is the neural-spline architecture of the M-flow and DNF experiments (paper 000,
 section 5: rational-quadratic spline couplings with learned linear mixing between them): per layer an
 RQ spline coupling on alternating halves followed by an LU-parametrised invertible linear map. On a
 single feature it becomes a stack of elementwise splines.
@@ -9,7 +9,7 @@ single feature it becomes a stack of elementwise splines.
 from __future__ import annotations
 
 from .base import Sequential, Transform
-from .coupling import RQSplineCoupling, alternating_mask
+from .coupling import AffineCoupling, RQSplineCoupling, alternating_mask
 from .elementwise import ElementwiseRQSpline
 from .linear import LULinear
 
@@ -22,7 +22,8 @@ def rq_spline_flow(features: int, num_layers: int = 4, num_bins: int = 8, tail_b
     if features < 1 or num_layers < 1:
         raise ValueError(f"rq_spline_flow: 'features' and 'num_layers' must be >= 1, got {features}, {num_layers}")
     if features == 1:
-        return Sequential(*[ElementwiseRQSpline(1, num_bins, tail_bound) for _ in range(num_layers)])
+        return Sequential(*[ElementwiseRQSpline(1, num_bins, tail_bound, context_features, hidden_features)
+                            for _ in range(num_layers)])
     layers: list[Transform] = []
     for i in range(num_layers):
         layers.append(RQSplineCoupling(features, num_bins=num_bins, tail_bound=tail_bound,
@@ -30,4 +31,18 @@ def rq_spline_flow(features: int, num_layers: int = 4, num_bins: int = 8, tail_b
                                        context_features=context_features, hidden_features=hidden_features))
         if linear:
             layers.append(LULinear(features, seed=seed + i))
+    return Sequential(*layers)
+
+
+def realnvp_flow(features: int, num_layers: int = 4, hidden_features: int = 64, context_features: int = 0,
+                 seed: int = 0) -> Transform:
+    """RealNVP (Dinh et al. 2017) on vectors: num_layers x [affine coupling (soft-clamped scale, alternating
+    masks), LULinear]; the usual full-dimensional baseline (paper 004's toy comparison)."""
+    if features < 2 or num_layers < 1:
+        raise ValueError(f"realnvp_flow: need features >= 2 and num_layers >= 1, got {features}, {num_layers}")
+    layers: list[Transform] = []
+    for i in range(num_layers):
+        layers += [AffineCoupling(features, mask=alternating_mask(features, even=i % 2 == 0),
+                                  context_features=context_features, hidden_features=hidden_features),
+                   LULinear(features, seed=seed + i)]
     return Sequential(*layers)

@@ -9,6 +9,7 @@ decode, project, loss, a serialisable config, and `build_model(name, config)` to
     pr        PixelRejection  PR-D / PR-H / PR-M (paper 002): split flow + per-pixel Huber or MSE penalty
     hierarchical HierarchicalFlow cascade of pixel-rejection blocks, end to end or stage by stage
     spread    SpreadFlow    volume-preserving flow + learnable degenerate Gaussian prior (paper 003)
+    chart     ChartFlow     atlas of conformal chart flows with VQ-AE chart regions (paper 004)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Model, ModelConfig
+from .chart import ChartFlow, ChartFlowConfig
 from .dnf import DNF, DNFConfig
 from .hierarchical import HierarchicalFlow, HierarchicalFlowConfig
 from .mflow import MFlow, MFlowConfig
@@ -27,7 +29,7 @@ from .spread import SpreadFlow, SpreadFlowConfig
 from .standard import StandardFlow, StandardFlowConfig
 
 MODELS: dict[str, type[Model]] = {cls.name: cls for cls in (StandardFlow, DNF, MFlow, PIE, NIF, SpreadFlow, PixelRejection,
-                                                          HierarchicalFlow)}
+                                                          HierarchicalFlow, ChartFlow)}
 
 
 def build_model(name: str, config: ModelConfig | dict[str, Any] | None = None, **options) -> Model:
@@ -40,5 +42,5 @@ def build_model(name: str, config: ModelConfig | dict[str, Any] | None = None, *
     return cls(config, **options)
 
 
-__all__ = ["DNF", "DNFConfig", "HierarchicalFlow", "HierarchicalFlowConfig", "PixelRejection", "PixelRejectionConfig", "MFlow", "MFlowConfig", "MODELS", "Model", "ModelConfig", "NIF", "NIFConfig", "PIE", "PIEConfig",
+__all__ = ["ChartFlow", "ChartFlowConfig", "DNF", "DNFConfig", "HierarchicalFlow", "HierarchicalFlowConfig", "PixelRejection", "PixelRejectionConfig", "MFlow", "MFlowConfig", "MODELS", "Model", "ModelConfig", "NIF", "NIFConfig", "PIE", "PIEConfig",
            "SplitFlowModel", "SpreadFlow", "SpreadFlowConfig", "StandardFlow", "StandardFlowConfig", "build_model"]

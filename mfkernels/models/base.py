@@ -29,7 +29,8 @@ class ModelConfig:
     flow on the manifold coordinates has `inner_layers` layers (0: none). `seed` fixes the initialisation.
     `backbone="glow"` makes the outer flow a multi-scale Glow flow on images of `image_shape` (C, H, W)
     instead (`flows.MultiScaleFlow`: `levels` levels of `num_layers` steps, conditioners of
-    `hidden_features` channels); data stay flat vectors of C·H·W features.
+    `hidden_features` channels); data stay flat vectors of C·H·W features. `backbone="realnvp"`: affine
+    couplings + LU maps (`flows.realnvp_flow`) in place of the spline couplings.
     """
 
     features: int = 2
@@ -64,7 +65,7 @@ class ModelConfig:
     def build_flow(self, inner: bool = False) -> nn.Module:
         """The outer flow on R^D (or, inner=True, the flow on the manifold coordinates), initialised
         from `seed` without touching the global RNG."""
-        from ..flows import MultiScaleFlow, Sequential, rq_spline_flow
+        from ..flows import MultiScaleFlow, Sequential, realnvp_flow, rq_spline_flow
 
         features, layers, bound = ((self.manifold_dim, self.inner_layers, self.inner_tail_bound) if inner
                                    else (self.features, self.num_layers, self.tail_bound))
@@ -75,6 +76,8 @@ class ModelConfig:
             torch.manual_seed(seed)
             if self.backbone == "glow" and not inner:
                 return MultiScaleFlow(tuple(self.image_shape), self.levels, layers, self.hidden_features, seed=seed)
+            if self.backbone == "realnvp" and features >= 2:
+                return realnvp_flow(features, layers, self.hidden_features, seed=seed)
             return rq_spline_flow(features, layers, self.num_bins, bound, self.hidden_features, seed=seed)
 
     def validate(self) -> None:
@@ -83,7 +86,7 @@ class ModelConfig:
                              f"{self.manifold_dim}, features={self.features}")
         self.check_backbone()
 
-    def check_backbone(self, choices: tuple[str, ...] = ("spline", "glow")) -> None:
+    def check_backbone(self, choices: tuple[str, ...] = ("spline", "glow", "realnvp")) -> None:
         self.check_choice("backbone", choices)
         if self.backbone == "glow" and (self.image_shape is None or len(self.image_shape) != 3
                                         or self.image_shape[0] * self.image_shape[1] * self.image_shape[2] != self.features):

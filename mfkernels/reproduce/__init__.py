@@ -1,36 +1,23 @@
-"""Reproductions of the papers' experiments, run by `mfkernels reproduce NAME`."""
+"""Reproductions of the papers' experiments, run by `mfkernels reproduce NAME`: each module here has a
+`run(out_dir, quick, seed, device, progress, ...) -> dict` and is imported only when asked for."""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable
 
-
-def _dnf_spiral(**kwargs) -> dict[str, Any]:
-    from .dnf_spiral import run
-
-    return run(**kwargs)
+MODULES = {"dnf-spiral": "dnf_spiral", "spread-dimension": "spread_dimension", "nif-digits": "nif_digits",
+           "pixel-rejection": "pixel_rejection", "chart-flows": "chart_flows"}
 
 
-def _spread_dimension(**kwargs) -> dict[str, Any]:
-    from .spread_dimension import run
+def _lazy(module: str) -> Callable[..., dict[str, Any]]:
+    def run(**kwargs) -> dict[str, Any]:
+        return importlib.import_module(f".{module}", __name__).run(**kwargs)
 
-    return run(**kwargs)
-
-
-def _nif_digits(**kwargs) -> dict[str, Any]:
-    from .nif_digits import run
-
-    return run(**kwargs)
+    run.__name__ = module
+    return run
 
 
-def _pixel_rejection(**kwargs) -> dict[str, Any]:
-    from .pixel_rejection import run
-
-    return run(**kwargs)
-
-
-EXPERIMENTS: dict[str, Callable[..., dict[str, Any]]] = {
-    "dnf-spiral": _dnf_spiral, "spread-dimension": _spread_dimension, "nif-digits": _nif_digits,
-    "pixel-rejection": _pixel_rejection}
+EXPERIMENTS: dict[str, Callable[..., dict[str, Any]]] = {name: _lazy(module) for name, module in MODULES.items()}
 
 __all__ = ["EXPERIMENTS"]
