@@ -7,6 +7,8 @@
 //         scaled_residual (B, P, r), u (B, P, c), K1 (P, c, c), K0 (P, c, c))          (the last four saved)
 //   nif_block_backward(g_log_px, g_manifold, g_z_mean, g_z_point, A, log_sigma, scaled_residual, u, z_mean,
 //                      z_point, K1, K0) -> (grad_x (B, P, r), grad_A (P, r, c), grad_log_sigma (P, r))
+//   nif_block_jvp(x_dot, A_dot, b_dot, log_sigma_dot, A, log_sigma, scaled_residual, z_mean, z_point, K1, K0)
+//     -> the tangents of (log_px, manifold_term, z_mean, z_point)
 //
 // Per block, with S = Sigma_p^-1 = diag(exp(-2 log_sigma_p)), mu = x - b, t = S mu:
 //   Lambda = A^T S A, u = A^T t, K1 = (I + Lambda)^-1, K0 = Lambda^-1,
@@ -16,8 +18,12 @@
 //   manifold_term = log Z_z - log Z_x (eq 9), z_mean = K1 u, z_point = K0 u (eq 42); block terms summed.
 // Lambda, its factorisations and K0, K1 depend on the block only: they are computed once per call and
 // shared by the batch; per (sample, block) the work is r x c products. Gradients are analytic (derivation
-// in the backward below). Batched BLAS/LAPACK through ATen: one device-generic driver for CPU and CUDA.
+// in the backward below). For c <= nif::kMaxLatent the fused kernels (math/nif_block.h, cpu/ and cuda/) do
+// everything in one pass per block / sample with the c x c algebra in registers; larger c goes through the
+// device-generic driver below (batched BLAS/LAPACK through ATen), which computes the same quantities.
 #include "checks.h"
+#include "nif_block_kernels.h"
+#include "../math/nif_block.h"
 
 #include <ATen/ATen.h>
 #include <c10/core/SymInt.h>
@@ -32,6 +38,7 @@ namespace {
 
 constexpr const char* kForward = "mfkernels.nif_block_forward";
 constexpr const char* kBackward = "mfkernels.nif_block_backward";
+constexpr const char* kJvp = "mfkernels.nif_block_jvp";
 
 // (B, P, k) <-> (P, B, k): the block-batched layout bmm wants.
 Tensor by_block(const Tensor& t) { return t.transpose(0, 1); }
@@ -64,7 +71,7 @@ std::tuple<Tensor, Tensor> spd_inverse_logdet(const Tensor& M) {
   return {inverse.contiguous(), logdet};
 }
 
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> forward(const Tensor& x, const Tensor& A,
+ForwardOutputs forward(const Tensor& x, const Tensor& A,
                                                                                     const Tensor& b,
                                                                                     const Tensor& log_sigma) {
   check_layer(x, "x", A, log_sigma, kForward);
@@ -140,6 +147,97 @@ std::tuple<Tensor, Tensor, Tensor> backward(const Tensor& g_log_px, const Tensor
   return {grad_x, grad_A, grad_log_sigma};
 }
 
+// Forward-mode tangents (per block, summed over blocks where scalar; dS = -2 S dlog_sigma):
+//   dmu = dx - db, dt = S dmu + dS mu, du = dA^T t + A^T dt, dLambda = dA^T S A + A^T S dA + A^T dS A,
+//   dz_mean = K1 (du - dLambda z_mean), dz_point = K0 (du - dLambda z_point),
+//   dlog Z_x = dmu^T t + 1/2 mu^T dS mu + sum dlog_sigma,
+//   dlog_px = du^T z_mean - 1/2 z_mean^T dLambda z_mean - 1/2 tr(K1 dLambda) - dlog Z_x   (dK = -K dLambda K),
+//   dmanifold_term = du^T z_point - 1/2 z_point^T dLambda z_point - 1/2 tr(K0 dLambda) - dlog Z_x.
+std::tuple<Tensor, Tensor, Tensor, Tensor> jvp(const Tensor& dx, const Tensor& dA, const Tensor& db,
+                                               const Tensor& dlog_sigma, const Tensor& A, const Tensor& log_sigma,
+                                               const Tensor& t, const Tensor& z_mean, const Tensor& z_point,
+                                               const Tensor& K1, const Tensor& K0) {
+  check_layer(t, "scaled_residual", A, log_sigma, kJvp);
+  check_layer(dx, "x_dot", A, log_sigma, kJvp);
+  check_layer(db, "b_dot", A, log_sigma, kJvp);
+  check_floating(dA, kJvp, "A_dot");
+  check_shape(dA, "A_dot", A.sym_sizes(), "A's shape (P, r, c)", kJvp);
+  check_floating(dlog_sigma, kJvp, "log_sigma_dot");
+  check_shape(dlog_sigma, "log_sigma_dot", log_sigma.sym_sizes(), "(P, r)", kJvp);
+  Tensor inv_var = at::exp(-2 * log_sigma);
+  Tensor dS = -2 * inv_var * dlog_sigma;                                   // (P, r)
+  Tensor mu = t / inv_var, dmu = dx - db;                                  // (B, P, r)
+  Tensor dt = dmu * inv_var + dS * mu;
+  Tensor du_p = at::bmm(by_block(t), dA) + at::bmm(by_block(dt), A);       // (P, B, c)
+  Tensor dA_SA = at::bmm(dA.transpose(1, 2), A * inv_var.unsqueeze(-1));
+  Tensor dLambda = dA_SA + dA_SA.transpose(1, 2) + at::bmm(A.transpose(1, 2), A * dS.unsqueeze(-1));
+  Tensor zm_p = by_block(z_mean), zp_p = by_block(z_point);
+  Tensor dLzm = at::bmm(zm_p, dLambda), dLzp = at::bmm(zp_p, dLambda);    // dLambda symmetric: rows (dLambda z)^T
+  Tensor dz_mean = by_sample(at::bmm(du_p - dLzm, K1)), dz_point = by_sample(at::bmm(du_p - dLzp, K0));
+  Tensor dlog_zx = (dmu * t).sum(-1) + 0.5 * (dS * mu * mu).sum(-1) + dlog_sigma.sum(-1);  // (B, P)
+  Tensor tr1 = (K1 * dLambda).sum({-2, -1}), tr0 = (K0 * dLambda).sum({-2, -1});         // (P,)
+  Tensor d_log_px = ((du_p * zm_p).sum(-1) - 0.5 * (dLzm * zm_p).sum(-1) - 0.5 * tr1.unsqueeze(-1)).transpose(0, 1);
+  Tensor d_manifold = ((du_p * zp_p).sum(-1) - 0.5 * (dLzp * zp_p).sum(-1) - 0.5 * tr0.unsqueeze(-1)).transpose(0, 1);
+  return {(d_log_px - dlog_zx).sum(-1), (d_manifold - dlog_zx).sum(-1), dz_mean, dz_point};
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> jvp_meta(const Tensor& dx, const Tensor& dA, const Tensor& db,
+                                                    const Tensor& dlog_sigma, const Tensor& A,
+                                                    const Tensor& log_sigma, const Tensor& t, const Tensor& z_mean,
+                                                    const Tensor& z_point, const Tensor& K1, const Tensor& K0) {
+  check_layer(t, "scaled_residual", A, log_sigma, kJvp);
+  auto o = t.options();
+  return {at::empty_symint({t.sym_size(0)}, o), at::empty_symint({t.sym_size(0)}, o),
+          at::empty_symint(z_mean.sym_sizes(), o), at::empty_symint(z_point.sym_sizes(), o)};
+}
+
+// ---- Fused kernels for c <= kMaxLatent (same outputs and gradients as the driver above) ----
+
+template <ForwardOutputs (*Kernel)(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&)>
+ForwardOutputs forward_fused(const Tensor& x, const Tensor& A, const Tensor& b, const Tensor& log_sigma) {
+  check_layer(x, "x", A, log_sigma, kForward);
+  check_floating(b, kForward, "b");
+  check_same_device_dtype(x, "x", b, kForward, "b");
+  check_shape(b, "b", x.sym_sizes(), "x's shape (B, P, r)", kForward);
+  if (A.size(2) > kMaxLatent) return forward(x, A, b, log_sigma);
+  // b is read in place when it only broadcasts over the batch (the layer passes b.expand(x.shape))
+  const bool rows_contiguous = b.stride(2) == 1 && b.stride(1) == b.size(2) &&
+                               (b.stride(0) == 0 || b.stride(0) == b.size(1) * b.size(2));
+  return Kernel(x.contiguous(), A.contiguous(), rows_contiguous ? b : b.contiguous(),
+                at::exp(-2 * log_sigma).contiguous(), log_sigma.sum(-1).contiguous());
+}
+
+template <BackwardOutputs (*Kernel)(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                    const Tensor&)>
+BackwardOutputs backward_fused(const Tensor& g_log_px, const Tensor& g_manifold, const Tensor& g_z_mean,
+                               const Tensor& g_z_point, const Tensor& A, const Tensor& log_sigma, const Tensor& t,
+                               const Tensor& u, const Tensor& z_mean, const Tensor& z_point, const Tensor& K1,
+                               const Tensor& K0) {
+  if (A.dim() != 3 || A.size(2) > kMaxLatent) {
+    return backward(g_log_px, g_manifold, g_z_mean, g_z_point, A, log_sigma, t, u, z_mean, z_point, K1, K0);
+  }
+  check_layer(t, "scaled_residual", A, log_sigma, kBackward);
+  const c10::SymInt B = t.sym_size(0), P = A.sym_size(0), c = A.sym_size(2);
+  for (const auto& [v, name] : {std::pair<const Tensor*, const char*>{&g_z_mean, "g_z_mean"}, {&g_z_point, "g_z_point"},
+                                {&z_mean, "z_mean"}, {&z_point, "z_point"}, {&g_log_px, "g_log_px"},
+                                {&g_manifold, "g_manifold"}, {&K1, "K1"}, {&K0, "K0"}}) {
+    check_floating(*v, kBackward, name);
+    check_same_device_dtype(t, "scaled_residual", *v, kBackward, name);
+  }
+  for (const auto& [v, name] : {std::pair<const Tensor*, const char*>{&g_z_mean, "g_z_mean"}, {&g_z_point, "g_z_point"},
+                                {&z_mean, "z_mean"}, {&z_point, "z_point"}}) {
+    check_shape(*v, name, {B, P, c}, "(B, P, c)", kBackward);
+  }
+  check_shape(g_log_px, "g_log_px", {B}, "(B,)", kBackward);
+  check_shape(g_manifold, "g_manifold", {B}, "(B,)", kBackward);
+  check_shape(K1, "K1", {P, c, c}, "(P, c, c)", kBackward);
+  check_shape(K0, "K0", {P, c, c}, "(P, c, c)", kBackward);
+  return Kernel(g_log_px.contiguous(), g_manifold.contiguous(), g_z_mean.contiguous(), g_z_point.contiguous(),
+                A.contiguous(), at::exp(-2 * log_sigma).contiguous(), t.contiguous(), z_mean.contiguous(),
+                z_point.contiguous(), K1.contiguous(), K0.contiguous());
+}
+
 // ---- Meta kernels: shapes only ----
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> forward_meta(const Tensor& x,
@@ -175,22 +273,29 @@ TORCH_LIBRARY_FRAGMENT(mfkernels, m) {
   m.def("nif_block_backward(Tensor g_log_px, Tensor g_manifold, Tensor g_z_mean, Tensor g_z_point, Tensor A, "
         "Tensor log_sigma, Tensor scaled_residual, Tensor u, Tensor z_mean, Tensor z_point, Tensor K1, Tensor K0) -> "
         "(Tensor grad_x, Tensor grad_A, Tensor grad_log_sigma)");
+  m.def("nif_block_jvp(Tensor x_dot, Tensor A_dot, Tensor b_dot, Tensor log_sigma_dot, Tensor A, Tensor log_sigma, "
+        "Tensor scaled_residual, Tensor z_mean, Tensor z_point, Tensor K1, Tensor K0) -> "
+        "(Tensor log_px_dot, Tensor manifold_term_dot, Tensor z_mean_dot, Tensor z_point_dot)");
 }
 
-// One device-generic driver (batched LAPACK/BLAS on CPU, cuSOLVER/cuBLAS on GPU).
+// Fused kernels for c <= kMaxLatent, the device-generic driver (batched LAPACK/BLAS on CPU, cuSOLVER/cuBLAS
+// on GPU) beyond.
 TORCH_LIBRARY_IMPL(mfkernels, CPU, m) {
-  m.impl("nif_block_forward", mfk::nif::forward);
-  m.impl("nif_block_backward", mfk::nif::backward);
+  m.impl("nif_block_forward", mfk::nif::forward_fused<mfk::nif::fused_forward_cpu>);
+  m.impl("nif_block_backward", mfk::nif::backward_fused<mfk::nif::fused_backward_cpu>);
+  m.impl("nif_block_jvp", mfk::nif::jvp);
 }
 
 #ifdef MFK_WITH_CUDA
 TORCH_LIBRARY_IMPL(mfkernels, CUDA, m) {
-  m.impl("nif_block_forward", mfk::nif::forward);
-  m.impl("nif_block_backward", mfk::nif::backward);
+  m.impl("nif_block_forward", mfk::nif::forward_fused<mfk::nif::fused_forward_cuda>);
+  m.impl("nif_block_backward", mfk::nif::backward_fused<mfk::nif::fused_backward_cuda>);
+  m.impl("nif_block_jvp", mfk::nif::jvp);
 }
 #endif
 
 TORCH_LIBRARY_IMPL(mfkernels, Meta, m) {
   m.impl("nif_block_forward", mfk::nif::forward_meta);
   m.impl("nif_block_backward", mfk::nif::backward_meta);
+  m.impl("nif_block_jvp", mfk::nif::jvp_meta);
 }

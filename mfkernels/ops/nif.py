@@ -27,14 +27,17 @@ class _NifBlock(torch.autograd.Function):
 
     @staticmethod
     def forward(x, A, b, log_sigma):
-        return torch.ops.mfkernels.nif_block_forward(x, A, b, log_sigma)
+        # b (any shape broadcasting to x's) is read in place by the kernels when it broadcasts over the batch
+        return torch.ops.mfkernels.nif_block_forward(x, A, b.expand(x.shape), log_sigma)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, A, _, log_sigma = inputs
+        _, A, b, log_sigma = inputs
+        ctx.b_shape = b.shape
         _, _, z_mean, z_point, t, u, K1, K0 = output
         ctx.mark_non_differentiable(t, u, K1, K0)
         ctx.save_for_backward(A, log_sigma, t, u, z_mean, z_point, K1, K0)
+        ctx.save_for_forward(A, log_sigma, t, z_mean, z_point, K1, K0)
 
     @staticmethod
     def backward(ctx, g_log_px, g_manifold, g_z_mean, g_z_point, *_saved_grads):
@@ -44,7 +47,19 @@ class _NifBlock(torch.autograd.Function):
                                  (g_z_point, z_point))]
         grad_x, grad_A, grad_log_sigma = torch.ops.mfkernels.nif_block_backward(
             *grads, A, log_sigma, t, u, z_mean, z_point, K1, K0)
-        return grad_x, grad_A, -grad_x if ctx.needs_input_grad[2] else None, grad_log_sigma
+        # b's gradient reduced to its own shape first, so the (B, P, r) negation is never materialised
+        grad_b = grad_x.sum_to_size(ctx.b_shape).neg() if ctx.needs_input_grad[2] else None
+        return grad_x, grad_A, grad_b, grad_log_sigma
+
+    @staticmethod
+    def jvp(ctx, x_dot, A_dot, b_dot, log_sigma_dot):
+        A, log_sigma, t, z_mean, z_point, K1, K0 = ctx.saved_tensors
+        x_dot, b_dot = (torch.zeros_like(t) if d is None else d.expand(t.shape) for d in (x_dot, b_dot))
+        A_dot = torch.zeros_like(A) if A_dot is None else A_dot
+        log_sigma_dot = torch.zeros_like(log_sigma) if log_sigma_dot is None else log_sigma_dot.expand(log_sigma.shape)
+        tangents = torch.ops.mfkernels.nif_block_jvp(x_dot, A_dot, b_dot, log_sigma_dot, A, log_sigma, t, z_mean,
+                                                     z_point, K1, K0)
+        return (*tangents, None, None, None, None)
 
 
 _apply = tangent_aware_apply(_NifBlock)
@@ -87,9 +102,10 @@ def nif_block(x: Tensor, A: Tensor, b: Tensor, log_sigma: Tensor) -> tuple[Tenso
         A_p^T Sigma_p^-1 A_p invertible (NaN for a block whose A_p is rank-deficient);
       z_mean (B, P, c): posterior mean (I + Lambda)^-1 u under the unit prior;
       z_point (B, P, c): Lambda^-1 u (eq 42), the stochastic inverse's mean.
-    Differentiable (first order, reverse mode) in all four inputs; vmap-able over x and b.
+    Differentiable in all four inputs, in reverse mode (compiled backward) and forward mode (compiled
+    jvp: torch.func.jvp / jacfwd); vmap-able (a per-slice loop over vmapped arguments).
     """
-    b, log_sigma = _validate(x, A, b, log_sigma)
+    _, log_sigma = _validate(x, A, b, log_sigma)
     log_px, manifold, z_mean, z_point = _apply(x, A, b, log_sigma)[:4]
     return log_px, manifold, z_mean, z_point
 
@@ -110,6 +126,7 @@ def nif_sample_posterior(x: Tensor, A: Tensor, b: Tensor, log_sigma: Tensor,
 
 register_loop_vmap("mfkernels::nif_block_forward")
 register_loop_vmap("mfkernels::nif_block_backward")
+register_loop_vmap("mfkernels::nif_block_jvp")
 
 
 def _bench_inputs(shape, dtype, device, generator):
@@ -142,7 +159,7 @@ register(
         make_inputs=_bench_inputs,
         bench_shapes=[(128, 256, 12, 3), (64, 64, 16, 4)],
         shape_names="(B, P, r, c)",
-        primitives=("nif_block_forward", "nif_block_backward"),
+        primitives=("nif_block_forward", "nif_block_backward", "nif_block_jvp"),
         baselines={"dense": _bench_dense},
     )
 )
