@@ -126,6 +126,8 @@ def test_opcheck_all_kernels(dtype, device, gen):
         (torch.ops.mfkernels.tril_gaussian_noisy_backward, (grad, A, sigma, C, w)),
         (torch.ops.mfkernels.tril_gaussian_triangular_forward, (z, A)),
         (torch.ops.mfkernels.tril_gaussian_triangular_backward, (grad, A, w0)),
+        (torch.ops.mfkernels.tril_gaussian_noisy_jvp, (torch.randn_like(z), torch.randn_like(A), sigma * 0.3, A, sigma, C, w)),
+        (torch.ops.mfkernels.tril_gaussian_triangular_jvp, (torch.randn_like(z), torch.randn_like(A), A, w0)),
     ]:
         torch.library.opcheck(op, args)
 
@@ -171,3 +173,23 @@ def test_bad_inputs_raise_clear_errors(gen):
         tril_gaussian_log_prob(z, A, rank_tol=2.0)
     with pytest.raises(RuntimeError, match="'C' must be float32 or float64|argument 'grad' must have shape"):
         torch.ops.mfkernels.tril_gaussian_noisy_backward(z[:2, 0], A, torch.tensor(0.1, dtype=torch.float64), A, z)
+
+
+@pytest.mark.parametrize("sigma", [0.3, 0.0])
+def test_jvp_matches_forward_mode_through_multivariate_normal(sigma, gen):
+    """Compiled tangents (noisy and triangular routes) against autograd's forward mode through the dense
+    covariance and MultivariateNormal; the upper triangle of A's tangent must be ignored like A's."""
+    z = torch.randn(6, 5, dtype=torch.float64, generator=gen)
+    A = scale(5, gen)
+    s = torch.tensor(sigma, dtype=torch.float64)
+    dots = (torch.randn(6, 5, dtype=torch.float64, generator=gen), torch.randn(5, 5, dtype=torch.float64, generator=gen),
+            torch.tensor(0.7, dtype=torch.float64))
+    _, ours = torch.func.jvp(tril_gaussian_log_prob, (z, A, s), dots)
+    if sigma:
+        _, want = torch.func.jvp(dense, (z, A, s), dots)
+    else:  # sigma held at 0 (its tangent does not enter the sigma = 0 density)
+        _, want = torch.func.jvp(lambda a, b: dense(a, b, 0.0), (z, A), dots[:2])
+    torch.testing.assert_close(ours, want, rtol=1e-9, atol=1e-9)
+    jac_fwd = torch.func.jacfwd(lambda a: tril_gaussian_log_prob(z, a, s))(A)
+    jac_rev = torch.func.jacrev(lambda a: tril_gaussian_log_prob(z, a, s))(A)
+    torch.testing.assert_close(jac_fwd, jac_rev, rtol=1e-9, atol=1e-9)

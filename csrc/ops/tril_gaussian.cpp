@@ -13,6 +13,10 @@
 // through a factorisation): d/dz = -g alpha; d/dSigma = 1/2 (sum_n g_n alpha_n alpha_n^T - G Sigma^-1) =: M / 2,
 // so d/dL = tril(M L), d/dsigma = sigma tr(M). In the triangular case alpha = L^-T w, L^T alpha = w and
 // d log|det L| / dL = diag(1 / L_ii): d/dL = tril(sum_n g_n alpha_n w_n^T) - G diag(1 / L_ii), O(N D^2).
+// Tangents (forward mode) per row, dL = tril(A_dot): d log p = -alpha^T dz + alpha^T dL L^T alpha - tr(L^T Sigma^-1 dL)
+// + sigma dsigma (|alpha|^2 - tr Sigma^-1) (noisy); -alpha^T dz + alpha^T dL w - sum dL_ii / L_ii (triangular):
+//   tril_gaussian_noisy_jvp(z_dot, A_dot, sigma_dot, A, sigma, C, w) -> log_prob_dot (N,)
+//   tril_gaussian_triangular_jvp(z_dot, A_dot, A, w) -> log_prob_dot (N,)
 // The work is LAPACK/BLAS (potrf, trsm, gemm) through ATen, so one device-generic driver serves CPU and CUDA.
 #include "checks.h"
 
@@ -32,6 +36,8 @@ constexpr const char* kNoisyForward = "mfkernels.tril_gaussian_noisy_forward";
 constexpr const char* kNoisyBackward = "mfkernels.tril_gaussian_noisy_backward";
 constexpr const char* kTriForward = "mfkernels.tril_gaussian_triangular_forward";
 constexpr const char* kTriBackward = "mfkernels.tril_gaussian_triangular_backward";
+constexpr const char* kNoisyJvp = "mfkernels.tril_gaussian_noisy_jvp";
+constexpr const char* kTriJvp = "mfkernels.tril_gaussian_triangular_jvp";
 
 // z (N, D) rows and A (D, D), one dtype and device; `others` must share them too.
 void check_rows_and_scale(const Tensor& z, const Tensor& A, const char* op,
@@ -145,6 +151,28 @@ std::tuple<Tensor, Tensor> triangular_backward(const Tensor& grad, const Tensor&
   return {alpha.mul_(grad.neg().unsqueeze(1)), grad_A};
 }
 
+Tensor noisy_jvp(const Tensor& z_dot, const Tensor& A_dot, const Tensor& sigma_dot, const Tensor& A,
+                 const Tensor& sigma, const Tensor& C, const Tensor& w) {
+  check_rows_and_scale(w, A, kNoisyJvp, {{&z_dot, "z_dot"}, {&A_dot, "A_dot"}, {&sigma, "sigma"}, {&sigma_dot, "sigma_dot"}, {&C, "C"}});
+  check_shape(z_dot, "z_dot", w.sym_sizes(), "z's shape (N, D)", kNoisyJvp);
+  check_shape(A_dot, "A_dot", A.sym_sizes(), "A's shape (D, D)", kNoisyJvp);
+  Tensor L = at::tril(A), dL = at::tril(A_dot);
+  Tensor alpha = solve_transposed_rows(C, w);
+  Tensor precision = at::cholesky_inverse(C);
+  Tensor shared = (at::mm(precision, L) * dL).sum() + sigma * sigma_dot * precision.diagonal().sum();
+  Tensor per_row = (at::mm(alpha, dL) * at::mm(alpha, L)).sum(1) + sigma * sigma_dot * alpha.square().sum(1);
+  return per_row - (alpha * z_dot).sum(1) - shared;
+}
+
+Tensor triangular_jvp(const Tensor& z_dot, const Tensor& A_dot, const Tensor& A, const Tensor& w) {
+  check_rows_and_scale(w, A, kTriJvp, {{&z_dot, "z_dot"}, {&A_dot, "A_dot"}});
+  check_shape(z_dot, "z_dot", w.sym_sizes(), "z's shape (N, D)", kTriJvp);
+  check_shape(A_dot, "A_dot", A.sym_sizes(), "A's shape (D, D)", kTriJvp);
+  Tensor L = at::tril(A), dL = at::tril(A_dot);
+  Tensor alpha = solve_transposed_rows(L, w);
+  return (alpha * (at::mm(w, dL.t()) - z_dot)).sum(1) - (dL.diagonal() / L.diagonal()).sum();
+}
+
 // ---- Meta kernels: shapes only ----
 
 std::tuple<Tensor, Tensor, Tensor> noisy_forward_meta(const Tensor& z, const Tensor& A, const Tensor& sigma) {
@@ -170,6 +198,17 @@ std::tuple<Tensor, Tensor> triangular_backward_meta(const Tensor& grad, const Te
   return {at::empty_symint(w.sym_sizes(), w.options()), at::empty_symint(A.sym_sizes(), A.options())};
 }
 
+Tensor noisy_jvp_meta(const Tensor& z_dot, const Tensor& A_dot, const Tensor& sigma_dot, const Tensor& A,
+                      const Tensor& sigma, const Tensor& C, const Tensor& w) {
+  check_rows_and_scale(w, A, kNoisyJvp);
+  return at::empty_symint({w.sym_size(0)}, w.options());
+}
+
+Tensor triangular_jvp_meta(const Tensor& z_dot, const Tensor& A_dot, const Tensor& A, const Tensor& w) {
+  check_rows_and_scale(w, A, kTriJvp);
+  return at::empty_symint({w.sym_size(0)}, w.options());
+}
+
 }  // namespace
 }  // namespace tril_gaussian
 }  // namespace mfk
@@ -180,13 +219,18 @@ TORCH_LIBRARY_FRAGMENT(mfkernels, m) {
         "(Tensor grad_z, Tensor grad_A, Tensor grad_sigma)");
   m.def("tril_gaussian_triangular_forward(Tensor z, Tensor A) -> (Tensor log_prob, Tensor w)");
   m.def("tril_gaussian_triangular_backward(Tensor grad, Tensor A, Tensor w) -> (Tensor grad_z, Tensor grad_A)");
+  m.def("tril_gaussian_noisy_jvp(Tensor z_dot, Tensor A_dot, Tensor sigma_dot, Tensor A, Tensor sigma, Tensor C, "
+        "Tensor w) -> Tensor log_prob_dot");
+  m.def("tril_gaussian_triangular_jvp(Tensor z_dot, Tensor A_dot, Tensor A, Tensor w) -> Tensor log_prob_dot");
 }
 
 #define MFK_REGISTER_TRIL_GAUSSIAN(m)                                                   \
   m.impl("tril_gaussian_noisy_forward", mfk::tril_gaussian::noisy_forward);             \
   m.impl("tril_gaussian_noisy_backward", mfk::tril_gaussian::noisy_backward);           \
   m.impl("tril_gaussian_triangular_forward", mfk::tril_gaussian::triangular_forward);   \
-  m.impl("tril_gaussian_triangular_backward", mfk::tril_gaussian::triangular_backward);
+  m.impl("tril_gaussian_triangular_backward", mfk::tril_gaussian::triangular_backward);   \
+  m.impl("tril_gaussian_noisy_jvp", mfk::tril_gaussian::noisy_jvp);                     \
+  m.impl("tril_gaussian_triangular_jvp", mfk::tril_gaussian::triangular_jvp);
 
 // One device-generic driver (LAPACK/BLAS on CPU, cuSOLVER/cuBLAS on GPU).
 TORCH_LIBRARY_IMPL(mfkernels, CPU, m) { MFK_REGISTER_TRIL_GAUSSIAN(m) }
@@ -200,4 +244,6 @@ TORCH_LIBRARY_IMPL(mfkernels, Meta, m) {
   m.impl("tril_gaussian_noisy_backward", mfk::tril_gaussian::noisy_backward_meta);
   m.impl("tril_gaussian_triangular_forward", mfk::tril_gaussian::triangular_forward_meta);
   m.impl("tril_gaussian_triangular_backward", mfk::tril_gaussian::triangular_backward_meta);
+  m.impl("tril_gaussian_noisy_jvp", mfk::tril_gaussian::noisy_jvp_meta);
+  m.impl("tril_gaussian_triangular_jvp", mfk::tril_gaussian::triangular_jvp_meta);
 }

@@ -20,9 +20,15 @@ from torch import Tensor
 from .. import reference
 from ._checks import cannot_read_values, check_same_dtype_device, check_tensor
 from ._registry import OpSpec, register
+from ._autograd import tangent_aware_apply
 from ._vmap import merged_rows_rule, register_loop_vmap
 
 _OP = "mfkernels.ops.tril_gaussian_log_prob"
+
+
+def _zeros_for_none(*pairs):
+    """Forward mode passes None for inputs without a tangent: zeros shaped like `like` instead."""
+    return tuple(torch.zeros_like(like) if dot is None else dot for dot, like in pairs)
 
 
 class _Noisy(torch.autograd.Function):
@@ -38,11 +44,18 @@ class _Noisy(torch.autograd.Function):
         _, C, w = output
         ctx.mark_non_differentiable(C, w)
         ctx.save_for_backward(A, sigma, C, w)
+        ctx.save_for_forward(A, sigma, C, w)
 
     @staticmethod
     def backward(ctx, grad, _grad_C, _grad_w):
         A, sigma, C, w = ctx.saved_tensors
         return torch.ops.mfkernels.tril_gaussian_noisy_backward(grad, A, sigma, C, w)
+
+    @staticmethod
+    def jvp(ctx, z_dot, A_dot, sigma_dot):
+        A, sigma, C, w = ctx.saved_tensors
+        z_dot, A_dot, sigma_dot = _zeros_for_none((z_dot, w), (A_dot, A), (sigma_dot, sigma))
+        return torch.ops.mfkernels.tril_gaussian_noisy_jvp(z_dot, A_dot, sigma_dot, A, sigma, C, w), None, None
 
 
 class _Triangular(torch.autograd.Function):
@@ -58,11 +71,22 @@ class _Triangular(torch.autograd.Function):
         _, w = output
         ctx.mark_non_differentiable(w)
         ctx.save_for_backward(A, w)
+        ctx.save_for_forward(A, w)
 
     @staticmethod
     def backward(ctx, grad, _grad_w):
         A, w = ctx.saved_tensors
         return torch.ops.mfkernels.tril_gaussian_triangular_backward(grad, A, w)
+
+    @staticmethod
+    def jvp(ctx, z_dot, A_dot):
+        A, w = ctx.saved_tensors
+        z_dot, A_dot = _zeros_for_none((z_dot, w), (A_dot, A))
+        return torch.ops.mfkernels.tril_gaussian_triangular_jvp(z_dot, A_dot, A, w), None
+
+
+_noisy_apply = tangent_aware_apply(_Noisy)
+_triangular_apply = tangent_aware_apply(_Triangular)
 
 
 class _Degenerate(torch.autograd.Function):
@@ -150,9 +174,9 @@ def tril_gaussian_log_prob(z: Tensor, A: Tensor, sigma: float | Tensor = 0.0, *,
     N = z.shape[:-1].numel()
     rows = z.reshape(N, D)
     if noisy:
-        out = _Noisy.apply(rows, A, sigma)[0]
+        out = _noisy_apply(rows, A, sigma)[0]
     elif not readable or _full_rank(torch.tril(A).detach(), rank_tol):
-        out = _Triangular.apply(rows, A)[0] + 0 * sigma  # keeps sigma in the graph (its gradient at 0 is 0)
+        out = _triangular_apply(rows, A)[0] + 0 * sigma  # keeps sigma in the graph (its gradient at 0 is 0)
     else:
         out = _Degenerate.apply(rows, A, float(rank_tol)) + 0 * sigma
     return out.reshape(z.shape[:-1])
@@ -161,7 +185,8 @@ def tril_gaussian_log_prob(z: Tensor, A: Tensor, sigma: float | Tensor = 0.0, *,
 for _name, _shared in (("tril_gaussian_noisy_forward", (1,)), ("tril_gaussian_triangular_forward", ())):
     _qualname = f"mfkernels::{_name}"
     register_loop_vmap(_qualname, merged_rows_rule(_qualname, row_args=1, shared_outputs=_shared))
-for _name in ("tril_gaussian_noisy_backward", "tril_gaussian_triangular_backward"):
+for _name in ("tril_gaussian_noisy_backward", "tril_gaussian_triangular_backward", "tril_gaussian_noisy_jvp",
+              "tril_gaussian_triangular_jvp"):
     register_loop_vmap(f"mfkernels::{_name}")
 
 
@@ -191,7 +216,7 @@ register(
         bench_shapes=[(256, 1024), (1024, 64)],
         shape_names="(B, D), sigma = 1e-2",
         primitives=("tril_gaussian_noisy_forward", "tril_gaussian_noisy_backward", "tril_gaussian_triangular_forward",
-                    "tril_gaussian_triangular_backward"),
+                    "tril_gaussian_triangular_backward", "tril_gaussian_noisy_jvp", "tril_gaussian_triangular_jvp"),
         baselines={"torch.distributions": _bench_torch_distributions},
     )
 )
