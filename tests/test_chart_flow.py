@@ -157,6 +157,10 @@ def test_phases_placement_sampling_and_inference(gen):
         projected = model.maps(*model.maps.inverse(samples, chart)[:1], chart)[0]
         torch.testing.assert_close(projected, samples, atol=1e-5, rtol=1e-5)  # on its chart's manifold
         assert model.sample(7, temperature=0.5).shape == (7, 3)
+        with pytest.raises(ValueError, match=r"'chart' must hold chart indices in \[0, 6\)"):
+            model.decode(z[:2], torch.tensor([0, 6]))
+        with pytest.raises(ValueError, match=r"expected z \(B, 1\) and 'chart' \(B,\)"):
+            model.decode(z[:2], torch.tensor([0]))
         z = model.encode(x[:50], stochastic=True, generator=torch.Generator().manual_seed(1))
         assert z.shape == (50, 1) and torch.isfinite(z).all()
         posterior = model.chart_posterior(x[:50])

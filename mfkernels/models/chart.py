@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from ..flows import ChartConformalMaps, rq_spline_flow, standard_normal_log_prob
+from ..ops._checks import cannot_read_values
 from ..vq import VQAutoencoder, chart_membership
 from .base import Model, ModelConfig
 
@@ -178,6 +179,13 @@ class ChartFlow(Model):
             chart = int(self.chart_logits.argmax())
         if isinstance(chart, int):
             chart = torch.full((z.shape[0],), chart, dtype=torch.long, device=z.device)
+        K = self.config.num_charts
+        if z.dim() != 2 or z.shape[1] != self.latent_dim or chart.shape != z.shape[:1]:
+            raise ValueError(f"ChartFlow.decode: expected z (B, {self.latent_dim}) and 'chart' (B,), got "
+                             f"{tuple(z.shape)} and {tuple(chart.shape)}")
+        if not cannot_read_values() and chart.numel() and not bool(((chart >= 0) & (chart < K)).all()):
+            raise ValueError(f"ChartFlow.decode: argument 'chart' must hold chart indices in [0, {K}), got "
+                             f"min {int(chart.min())}, max {int(chart.max())}")
         y = self.flow.inverse(z, self.vq.codes[chart])[0]
         return self.maps(y, chart)[0]
 
