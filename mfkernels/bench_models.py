@@ -203,17 +203,35 @@ class _NLLOnly(torch.nn.Module):
         return -self.model.log_prob(x).mean(), {}
 
 
+class _NoReuse(torch.nn.Module):
+    """A pixel-rejection model whose reconstruction runs the last coupling's conditioner again."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def loss(self, x):
+        return self.model.loss(x, reuse_conditioner=False)
+
+
 def pixel_rejection_rows(device: str = "cpu", quick: bool = False, seed: int = 0) -> list[dict]:
-    """What the reconstruction pass costs in a PR training step: NLL + Huber penalty vs the NLL alone."""
+    """What the reconstruction pass costs in a PR training step (NLL + Huber penalty vs the NLL alone),
+    and what reusing the forward pass's conditioner output in it saves (possible for one layer only:
+    a last coupling v -> v' conditioned on u, `manifold_coupling=True`)."""
     from .data.clutter import SquareWithClutter
 
     steps, batch = (5 if quick else 20), 100
     data = SquareWithClutter(size=12, square=4).sample(batch * steps, torch.Generator().manual_seed(seed))[0]
-    ours = build_model("pr", features=144, manifold_dim=2, inner_layers=0, num_layers=4, tail_bound=3.0,
-                       delta=0.5, penalty_weight=1440.0, seed=seed)
+    options = dict(features=144, manifold_dim=2, inner_layers=0, num_layers=4, tail_bound=3.0, delta=0.5,
+                   penalty_weight=1440.0, seed=seed)
+    ours = build_model("pr", **options)
+    tailed = build_model("pr", manifold_coupling=True, **options)
     impls = {"PR-D: NLL + Huber(x, f^-1(u, 0))": ours, "NLL alone (no reconstruction)": _NLLOnly(ours)}
-    return _timed_rows("pixel-rejection step, 12x12 clutter, 4 RQ layers + LU, d=2, batch 100", impls, data, batch,
+    rows = _timed_rows("pixel-rejection step, 12x12 clutter, 4 RQ layers + LU, d=2, batch 100", impls, data, batch,
                        device, seed, "NLL alone (no reconstruction)")
+    impls = {"last coupling's conditioner reused": tailed, "last coupling's conditioner run again": _NoReuse(tailed)}
+    return rows + _timed_rows("pixel-rejection step as above + a last coupling v -> v' given u (manifold_coupling)",
+                              impls, data, batch, device, seed, "last coupling's conditioner run again")
 
 
 def _timed_rows(case, impls, data, batch, device, seed, baseline) -> list[dict]:
@@ -248,8 +266,11 @@ def format_table(report: dict[str, list[dict]]) -> str:
                        ("pixel_rejection", "pixel-rejection training step (paper 002): cost of the reconstruction pass")):
         rows = report.get(key, [])
         if rows:
-            lines += ["", title + f"; speed-up vs {rows[0]['baseline']}", rows[0]["case"],
+            lines += ["", title]
+        for case in dict.fromkeys(r["case"] for r in rows):  # one block per case, in order
+            group = [r for r in rows if r["case"] == case]
+            lines += [f"{case}; speed-up vs {group[0]['baseline']}",
                       f"  {'impl':<42} {'step ms':>8} {'steps/s':>8} {'speed-up':>9}"]
             lines += [f"  {r['impl']:<42} {r['step_ms']:>8.2f} {r['steps_per_s']:>8.1f} {r['speedup_vs_baseline']:>8.2f}x"
-                      for r in rows]
+                      for r in group]
     return "\n".join(lines)

@@ -103,3 +103,18 @@ def test_flow_step_bench_builds_the_same_flow_in_nflows(monkeypatch):
     assert [r["impl"] for r in rows] == ["mfkernels", "twin", "nflows"]
     assert all(r["step_ms"] > 0 for r in rows) and rows[0]["relative_to_mfkernels"] == 1.0
     assert "x mfkernels" in bench_flows.format_table(rows)
+
+
+def test_bench_models_pixel_rejection_rows_and_their_table():
+    """Bookkeeping of the model bench (timings are not asserted): two cases, each against its baseline."""
+    from mfkernels import bench_models
+
+    rows = bench_models.pixel_rejection_rows(quick=True)
+    assert len(rows) == 4 and len({r["case"] for r in rows}) == 2
+    for r in rows:
+        assert r["step_ms"] > 0 and abs(r["steps_per_s"] - 1e3 / r["step_ms"]) < 1e-9
+        baseline = next(b for b in rows if b["case"] == r["case"] and b["impl"] == r["baseline"])
+        assert abs(r["speedup_vs_baseline"] - baseline["step_ms"] / r["step_ms"]) < 1e-9
+    table = bench_models.format_table({"gram_density": [], "dnf_training": [], "pixel_rejection": rows})
+    for r in rows:
+        assert r["case"] in table and r["impl"] in table

@@ -135,10 +135,22 @@ def test_clutter_images_and_the_removal_metric(gen):
     x, clean, mask = data.sample_with_truth(2000, gen, dtype=D64)
     assert abs(float(mask.double().mean()) - 0.1) < 0.01
     assert torch.equal(x[~mask], clean[~mask]) and torch.equal(x[mask], (clean[mask] < 0.5).double())
-    assert data.removed_fraction(x, clean, clean, mask) == 1.0
-    assert data.removed_fraction(x, x, clean, mask) == 0.0
-    assert data.removed_fraction(x, clean + 0.4 * (x - clean), clean, mask) == 1.0  # moved 60 % of the way back
-    assert data.removed_fraction(x, clean + 0.6 * (x - clean), clean, mask) == 0.0
+    assert data.removed_fraction(clean, clean, mask) == 1.0
+    assert data.removed_fraction(x, clean, mask) == 0.0
+    # restored = within the absolute tolerance of the clean value; on a blank canvas every residual is 1
+    blank, salt = torch.zeros(3, 4, dtype=D64), torch.tensor([[1, 0, 0, 1], [0, 0, 0, 0], [0, 1, 1, 1]], dtype=torch.bool)
+    x_blank = salt.double()
+    assert data.removed_fraction(0.09 * x_blank, blank, salt) == 1.0
+    assert data.removed_fraction(0.11 * x_blank, blank, salt) == 0.0
+    assert data.removed_fraction(0.11 * x_blank, blank, salt, tolerance=0.2) == 1.0
+    assert data.removed_fraction(torch.tensor([0.0, 0.5, 0.5, 0.05]).expand(3, 4), blank, salt) == 3 / 5
+    # a uniform grey haze of 0.15 (an MSE fit's pull at 15 % clutter) restores nothing but moves all halfway
+    haze = 0.15 * x_blank
+    assert data.removed_fraction(haze, blank, salt) == 0.0 and data.moved_halfway_fraction(x_blank, haze, blank, salt) == 1.0
+    assert data.moved_halfway_fraction(x, clean, clean, mask) == 1.0
+    assert data.moved_halfway_fraction(x, x, clean, mask) == 0.0
+    assert data.moved_halfway_fraction(x, clean + 0.4 * (x - clean), clean, mask) == 1.0  # 60 % of the way back
+    assert data.moved_halfway_fraction(x, clean + 0.6 * (x - clean), clean, mask) == 0.0
 
 
 def test_pr_on_the_glow_backbone_against_a_dense_jacobian(gen):
@@ -176,3 +188,48 @@ def test_pr_with_a_user_flow_is_a_linear_projection_by_hand(gen):
     torch.testing.assert_close(model.project(x), x_hat)
     huber = torch.nn.functional.huber_loss(x_hat, x, delta=0.25, reduction="none").mean(1)
     torch.testing.assert_close(model.loss(x)[0], -log_p.mean() + 2.0 * huber.mean())
+
+
+def test_manifold_coupling_reuses_the_conditioner_and_keeps_the_density_exact(gen):
+    """manifold_coupling=True: f ends in a coupling v -> v' given u; the loss inverts it with the forward
+    pass's conditioner output. Same loss and gradients as running the conditioner again, the density
+    against an autograd Jacobian of x -> (h(u), v), and f(f⁻¹(u, 0)) = (u, 0)."""
+    model = build_model("pr", **SMALL, inner_layers=2, delta=0.2, penalty_weight=3.0, manifold_coupling=True).double()
+    randomise(model, gen, scale=0.2)
+    x = torch.randn(6, 5, generator=gen, dtype=D64)
+
+    def latent(point):
+        u, v, _ = model.split(point[None])
+        return torch.cat([model.inner(u)[0], v], dim=1)[0]
+
+    dense = []
+    for point in x:
+        w = latent(point)
+        base = torch.distributions.Normal(0.0, 1.0).log_prob(w).sum()
+        dense.append(base + torch.linalg.slogdet(torch.autograd.functional.jacobian(latent, point)).logabsdet)
+    torch.testing.assert_close(model.log_prob(x), torch.stack(dense))
+    # the tail really is a coupling of v given u: the whole split differs from the outer flow's in v only
+    z = model.outer(x)[0]
+    u, v, _ = model.split(x)
+    torch.testing.assert_close(u, z[:, :2])
+    assert (v - z[:, 2:]).abs().max() > 1e-3
+
+    params = list(model.parameters())
+    reused, terms = model.loss(x)
+    again, _ = model.loss(x, reuse_conditioner=False)
+    torch.testing.assert_close(reused, again)
+    for a, b in zip(torch.autograd.grad(reused, params), torch.autograd.grad(again, params)):
+        torch.testing.assert_close(a, b)
+    # the penalty is eq 4 on the reconstruction through the tail's inverse
+    u_back, v_back, _ = model.split(model.reconstruct(u))
+    torch.testing.assert_close(u_back, u)
+    torch.testing.assert_close(v_back, torch.zeros_like(v_back))
+    calls = []
+    hook = model.tail.conditioner.register_forward_hook(lambda *args: calls.append(1))
+    model.loss(x)
+    assert len(calls) == 1  # forward pass only; the reconstruction reused it
+    model.loss(x, reuse_conditioner=False)
+    assert len(calls) == 3
+    hook.remove()
+    with pytest.raises(ValueError, match="manifold_coupling"):
+        build_model("pr", features=3, manifold_dim=3, manifold_coupling=True)

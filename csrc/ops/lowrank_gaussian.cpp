@@ -16,15 +16,22 @@
 // Gradients, with g the incoming gradient per row and G = sum g (no autograd through a factorisation):
 //   d/dr = -g alpha,  d/dW = sum_n g_n alpha_n (W^T alpha_n)^T - G Sigma^-1 W,  Sigma^-1 W = D^-1 W C^-1,
 //   d/dd = 1/2 sum_n g_n alpha_n^2 - G/2 diag(Sigma^-1),  diag(Sigma^-1) = 1/d - rowsum(D^-1 W C^-1 * D^-1 W).
-// Tangent: d log p = -alpha.dr + (alpha^T dW)(W^T alpha) - <Sigma^-1 W, dW> + 1/2 (alpha^2 - diag(Sigma^-1)).dd.
+// W^T alpha = W^T Sigma^-1 r = C^-1 W^T D^-1 r = v (as W^T D^-1 W = C - I), so the saved v replaces an
+// (N, D) x (D, K) product in the backward and the tangent.
+// Tangent: d log p = -alpha.dr + (alpha^T dW) v - <Sigma^-1 W, dW> + 1/2 (alpha^2 - diag(Sigma^-1)).dd.
 // Cost O(N D K + D K^2 + K^3): GEMMs and a K x K Cholesky through ATen, so one device-generic driver
 // serves CPU and CUDA (the work is BLAS; there is no elementwise hot loop worth a custom kernel).
 #include "checks.h"
+#include "../math/lowrank_gaussian.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 
 #include <ATen/ATen.h>
 #include <c10/core/SymInt.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <tuple>
 
@@ -79,10 +86,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward(const Tensor& x, const Tensor
   check_floating(loc, kForward, "loc");
   check_same_device_dtype(x, "x", loc, kForward, "loc");
   check_shape(loc, "loc", x.sym_sizes(), "x's shape (N, D)", kForward);
-  const int64_t D = x.size(1), K = W.size(1);
-  Tensor r = x - loc;
-  Tensor s = (r / diag).contiguous();  // ATen keeps x's layout; the schema promises row-major
-  Tensor quad = r.mul_(s).sum(1);  // r^T D^-1 r, reusing r's storage
+  const int64_t N = x.size(0), D = x.size(1), K = W.size(1);
+  // One (N, D) buffer, r -> D^-1/2 r -> D^-1 r = s in place: on CPU a fresh buffer of that size costs
+  // page faults comparable to the arithmetic, so temporaries are what this op's time goes to.
+  Tensor s = at::empty({N, D}, x.options());  // row-major, as the schema promises
+  at::sub_out(s, x, loc);
+  Tensor inv_sqrt_d = diag.rsqrt();
+  s.mul_(inv_sqrt_d);
+  Tensor quad = at::linalg_vector_norm(s, 2, {1}).square_();  // r^T D^-1 r
+  s.mul_(inv_sqrt_d);
   Tensor Wd = W / diag.unsqueeze(1);
   Tensor capacitance = at::addmm(at::eye(K, x.options()), W.t(), Wd);
   auto [L, info] = at::linalg_cholesky_ex(capacitance);
@@ -96,6 +108,34 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward(const Tensor& x, const Tensor
   return {log_prob, s, v, cinv};
 }
 
+// alpha (N, D) row-major -> -g alpha in place; returns sum_n g_n alpha_n^2 (D,). On CPU one fused pass
+// (math/lowrank_gaussian.h), threads owning column blocks: a fresh (N, D) temporary there costs page
+// faults comparable to the arithmetic. Elsewhere (CUDA: a caching allocator) two ATen ops.
+Tensor residual_grad_(Tensor& alpha, const Tensor& grad) {
+  if (!alpha.is_cpu()) {
+    Tensor weighted_squares = at::mv(alpha.square().t(), grad);
+    alpha.mul_(grad.neg().unsqueeze(1));
+    return weighted_squares;
+  }
+  TORCH_INTERNAL_ASSERT(alpha.is_contiguous(), "lowrank backward: alpha must be row-major");
+  const int64_t N = alpha.size(0), D = alpha.size(1);
+  Tensor weighted_squares = at::zeros({D}, alpha.options());
+  Tensor g = grad.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(alpha.scalar_type(), "mfkernels::lowrank_gaussian_log_prob_backward", [&] {
+    scalar_t* a = alpha.mutable_data_ptr<scalar_t>();
+    scalar_t* acc = weighted_squares.mutable_data_ptr<scalar_t>();
+    const scalar_t* gp = g.const_data_ptr<scalar_t>();
+    constexpr int64_t kColumns = 512;  // a block of accumulators stays in L1 while the rows stream by
+    at::parallel_for(0, (D + kColumns - 1) / kColumns, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        const int64_t d0 = blk * kColumns, len = std::min(kColumns, D - d0);
+        for (int64_t n = 0; n < N; ++n) residual_grad_segment(a + n * D + d0, gp[n], acc + d0, len);
+      }
+    });
+  });
+  return weighted_squares;
+}
+
 std::tuple<Tensor, Tensor, Tensor> backward(const Tensor& grad, const Tensor& W, const Tensor& diag, const Tensor& s,
                                             const Tensor& v, const Tensor& cinv) {
   check_model(s, "scaled_residual", W, diag, kBackward);
@@ -105,12 +145,11 @@ std::tuple<Tensor, Tensor, Tensor> backward(const Tensor& grad, const Tensor& W,
   check_shape(grad, "grad", {s.sym_size(0)}, "(N,)", kBackward);
   auto [alpha, Wd] = precision_times_residual(W, diag, s, v);
   auto [WdCi, precision_diag] = precision_pieces(Wd, diag, cinv);
-  // few passes over the (N, D) arrays: they, not the GEMMs, dominate at large D
-  Tensor alpha_W = at::mm(alpha, W);
-  Tensor grad_r = alpha * grad.neg().unsqueeze(1);  // -g alpha
+  // One (N, D) buffer: alpha turns into grad_r = -g alpha in place while sum_n g_n alpha_n^2 accumulates.
+  Tensor g_alpha_sq = residual_grad_(alpha, grad);
+  Tensor& grad_r = alpha;
   Tensor G = grad.sum();
-  Tensor grad_W = at::mm(grad_r.t(), alpha_W).add_(WdCi * G).neg_();
-  Tensor g_alpha_sq = alpha.mul_(grad_r).sum(0).neg_();  // sum_n g_n alpha_n^2, alpha is not needed after
+  Tensor grad_W = at::mm(grad_r.t(), v).add_(WdCi * G).neg_();  // v = W^T alpha per row
   Tensor grad_diag = 0.5 * (g_alpha_sq - G * precision_diag);
   return {grad_r, grad_W, grad_diag};
 }
@@ -127,7 +166,7 @@ Tensor jvp(const Tensor& W, const Tensor& diag, const Tensor& s, const Tensor& v
   }
   auto [alpha, Wd] = precision_times_residual(W, diag, s, v);
   auto [WdCi, precision_diag] = precision_pieces(Wd, diag, cinv);
-  Tensor per_row = (at::mm(alpha, W_dot) * at::mm(alpha, W)).sum(1) - (alpha * r_dot).sum(1) +
+  Tensor per_row = (at::mm(alpha, W_dot) * v).sum(1) - (alpha * r_dot).sum(1) +
                    at::mv(alpha * alpha, 0.5 * diag_dot);
   Tensor shared = (WdCi * W_dot).sum() + 0.5 * (precision_diag * diag_dot).sum();
   return per_row - shared;

@@ -78,25 +78,37 @@ class MaskedCoupling(Transform):
     def _elementwise(self, x_tr: Tensor, params: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
         """x_tr (B, n_tr[, H, W]) and the conditioner's output -> (y_tr, logabsdet (B,))."""
 
-    def _transform(self, x: Tensor, context: Tensor | None, inverse: bool) -> tuple[Tensor, Tensor]:
+    def _transform(self, x: Tensor, context: Tensor | None, inverse: bool,
+                   params: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         d = self.split_dim
         if x.dim() < -d or tuple(x.shape[d:]) != self.event_shape:
             raise ValueError(f"{type(self).__name__}: expected inputs (B, {', '.join(map(str, self.event_shape))}), "
                              f"got {tuple(x.shape)}")
         x_id = x.index_select(d, self.identity_index)
         x_tr = x.index_select(d, self.transform_index)
-        y_tr, logabsdet = self._elementwise(x_tr, self.conditioner(x_id, context), inverse)
+        if params is None:
+            params = self.conditioner(x_id, context)
+        y_tr, logabsdet = self._elementwise(x_tr, params, inverse)
         trailing = (slice(None),) * (len(self.event_shape) - 1)
         out = torch.empty_like(x)
         out[(Ellipsis, self.identity_index, *trailing)] = x_id
         out[(Ellipsis, self.transform_index, *trailing)] = y_tr
-        return out, logabsdet
+        return out, logabsdet, params
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return self._transform(x, context, inverse=False)
+        return self._transform(x, context, inverse=False)[:2]
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return self._transform(z, context, inverse=True)
+        return self._transform(z, context, inverse=True)[:2]
+
+    def forward_with_params(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """forward, plus the conditioner's output, for a later `inverse_with_params` on a point with
+        the same identity part (the conditioner depends on nothing else, so it need not run again)."""
+        return self._transform(x, context, inverse=False)
+
+    def inverse_with_params(self, z: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
+        """inverse with the conditioner output `params` of a point whose identity part equals z's."""
+        return self._transform(z, None, inverse=True, params=params)[:2]
 
 
 class AffineCoupling(MaskedCoupling):

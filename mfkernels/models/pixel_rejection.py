@@ -10,14 +10,23 @@ rather than dragged onto it. Variants (the paper's names):
 - PR-H / PR-M: a second, dimension-preserving flow h on u (`inner_layers > 0`), Huber / MSE penalty.
 Sampling: u' ~ N(0, I) → u = h⁻¹(u') → x = f⁻¹(u, 0). log_prob is the full density (bits/dim in the
 paper's tables); `manifold_log_prob(model, x)` gives the density on the learned manifold if wanted.
+
+Conditioner reuse (`manifold_coupling=True`): the reconstruction f⁻¹(u, 0) feeds every layer other
+inputs than the forward pass did (v is replaced by 0), so a coupling's conditioner output can be reused
+only where its identity part is unchanged, which holds for exactly one layer: a last coupling whose
+identity part is u itself (it transforms v conditioned on u). With this option f ends in such a layer
+and the loss inverts it with the conditioner output of the forward pass; every other layer must run
+its conditioner again on the new inputs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import torch
 from torch import Tensor, nn
 
+from ..flows import RQSplineCoupling
 from ..penalties import penalty
 from .base import ModelConfig
 from .split_flow import SplitFlowModel
@@ -31,6 +40,7 @@ class PixelRejectionConfig(ModelConfig):
     delta: float = 0.5
     penalty_weight: float = 1.0
     penalty: str = "huber"
+    manifold_coupling: bool = False  # end f in a coupling v -> v' given u, whose conditioner the loss reuses
 
     def validate(self) -> None:
         super().validate()
@@ -56,17 +66,47 @@ class PixelRejection(SplitFlowModel):
             self.outer = flow
         if density_flow is not None:
             self.inner = density_flow
+        c = self.config
+        self.tail = None
+        if c.manifold_coupling:
+            if c.manifold_dim >= c.features:
+                raise ValueError("PixelRejection: manifold_coupling needs manifold_dim < features (it transforms v)")
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(c.seed + 2000)
+                self.tail = RQSplineCoupling(c.features, c.num_bins, c.tail_bound, mask=torch.arange(c.features) < c.manifold_dim,
+                                             hidden_features=c.hidden_features)
+
+    def _split_with_params(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """(u, v, log|det ∂f/∂x|, the last coupling's conditioner output or None)."""
+        if self.tail is None:
+            return (*super().split(x), None)
+        self._check_input(x)
+        z, logabsdet = self.outer(x)
+        z, tail_logabsdet, params = self.tail.forward_with_params(z)
+        d = self.config.manifold_dim
+        return z[:, :d], z[:, d:], logabsdet + tail_logabsdet, params
+
+    def split(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self._split_with_params(x)[:3]
+
+    def reconstruct(self, u: Tensor, tail_params: Tensor | None = None) -> Tensor:
+        """f⁻¹(u, 0); `tail_params`: the last coupling's conditioner output for this u, if known."""
+        z = self.pad(u)
+        if self.tail is not None:
+            z = (self.tail.inverse(z) if tail_params is None else self.tail.inverse_with_params(z, tail_params))[0]
+        return self.outer.inverse(z)[0]
 
     def log_prob(self, x: Tensor) -> Tensor:
         return self.full_log_prob(x, 1.0)[0]
 
-    def rejection_penalty(self, x: Tensor, u: Tensor) -> Tensor:
+    def rejection_penalty(self, x: Tensor, u: Tensor, tail_params: Tensor | None = None) -> Tensor:
         """(B,) eq 4: the mean per-pixel penalty between x and its reconstruction f⁻¹(u, 0)."""
         c = self.config
-        return penalty(c.penalty, x, self.reconstruct(u), c.delta)
+        return penalty(c.penalty, x, self.reconstruct(u, tail_params), c.delta)
 
-    def loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        log_p, u, _ = self.full_log_prob(x, 1.0)
-        rejection = self.rejection_penalty(x, u)
+    def loss(self, x: Tensor, reuse_conditioner: bool = True) -> tuple[Tensor, dict[str, Tensor]]:
+        u, v, logdet_f, tail_params = self._split_with_params(x)
+        log_p = self.density_from_split(u, v, logdet_f, 1.0)
+        rejection = self.rejection_penalty(x, u, tail_params if reuse_conditioner else None)
         nll, pen = -log_p.mean(), rejection.mean()
         return nll + self.config.penalty_weight * pen, {"nll": nll.detach(), "penalty": pen.detach()}

@@ -55,9 +55,12 @@ class SplitFlowModel(Model):
         """The D-dimensional density log p(u')+log|det ∂h/∂u| + log N(v; 0, std²) + log|det ∂f/∂x|
         (eq. 13); returns (log q(x), u, v)."""
         u, v, logdet_f = self.split(x)
+        return self.density_from_split(u, v, logdet_f, off_manifold_std), u, v
+
+    def density_from_split(self, u: Tensor, v: Tensor, logdet_f: Tensor, off_manifold_std: float) -> Tensor:
+        """full_log_prob's density from an already computed split f(x) = (u, v)."""
         u_prime, logdet_h = self.inner(u)
-        log_q = standard_normal_log_prob(u_prime) + logdet_h + gaussian_log_prob(v, off_manifold_std) + logdet_f
-        return log_q, u, v
+        return standard_normal_log_prob(u_prime) + logdet_h + gaussian_log_prob(v, off_manifold_std) + logdet_f
 
     def gram_log_prob(self, x: Tensor) -> Tensor:
         """Exact density on the learned manifold at the projection of x (M-flow, eq. 16)."""

@@ -22,27 +22,35 @@ _OP = "mfkernels.ops.lowrank_gaussian_log_prob"
 
 
 class _LowRankGaussian(torch.autograd.Function):
-    """Rows x, loc (N, D); W (D, K); diag (D,). Broadcasting is done outside, by autograd."""
+    """Rows x (N, D); loc (N, D), or (1, D) when one loc serves every row (its gradient is then reduced
+    before it is negated: no (N, D) temporary); W (D, K); diag (D,). Other broadcasting is done outside,
+    by autograd."""
 
     generate_vmap_rule = True
 
     @staticmethod
     def forward(x, loc, W, diag):
-        return torch.ops.mfkernels.lowrank_gaussian_log_prob_forward(x, loc, W, diag)
+        return torch.ops.mfkernels.lowrank_gaussian_log_prob_forward(x, loc.expand_as(x), W, diag)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, _, W, diag = inputs
+        x, loc, W, diag = inputs
         _, s, v, cinv = output
         ctx.mark_non_differentiable(s, v, cinv)
+        ctx.set_materialize_grads(False)  # no zero (N, D) gradient for the saved s
+        ctx.shared_loc = loc.shape[0] != x.shape[0]
         ctx.save_for_backward(W, diag, s, v, cinv)
         ctx.save_for_forward(W, diag, s, v, cinv)
 
     @staticmethod
     def backward(ctx, grad, _grad_s, _grad_v, _grad_cinv):
+        if grad is None:
+            return None, None, None, None
         W, diag, s, v, cinv = ctx.saved_tensors
         grad_r, grad_W, grad_diag = torch.ops.mfkernels.lowrank_gaussian_log_prob_backward(grad, W, diag, s, v, cinv)
-        grad_loc = -grad_r if ctx.needs_input_grad[1] else None
+        grad_loc = None
+        if ctx.needs_input_grad[1]:
+            grad_loc = grad_r.sum(0, keepdim=True).neg_() if ctx.shared_loc else -grad_r
         return grad_r, grad_loc, grad_W, grad_diag
 
     @staticmethod
@@ -99,7 +107,10 @@ def lowrank_gaussian_log_prob(x: Tensor, loc: Tensor, W: Tensor, diag: Tensor) -
                          f"got min {diag.min().item():g}")
     N = x.shape[:-1].numel()
     rows = x.reshape(N, D)
-    loc_rows = loc.expand(x.shape).reshape(N, D)
+    if all(n == 1 for n in loc.shape[:-1]) and N != 1:  # one loc for every row
+        loc_rows = loc.expand(*loc.shape[:-1], D).reshape(1, D)
+    else:
+        loc_rows = loc.expand(x.shape).reshape(N, D)
     return _apply(rows, loc_rows, W, diag_d)[0].reshape(x.shape[:-1])
 
 
