@@ -102,6 +102,36 @@ def test_degenerate_gradients_match_autograd_through_pinv(gen):
     assert torch.equal(g[0], torch.zeros(6, dtype=torch.float64)) and torch.isfinite(g).all()
 
 
+def test_degenerate_tangents_match_forward_mode_through_pinv(gen):
+    """The degenerate route's jvp (eager forward AD) against forward-mode AD through the pseudo-inverse
+    oracle at fixed rank, and against the analytic reverse-mode gradients dotted with the tangents."""
+    import torch.autograd.forward_ad as fwAD
+
+    z, A = degenerate_problem(gen)
+    z_dot = torch.randn_like(z)
+    A_dot = torch.randn(6, 6, dtype=torch.float64, generator=gen)
+    A_dot[:, 2:] = 0  # tangents that keep the rank (and range) fixed
+    z_dot = z_dot @ A.T  # stays on the range
+
+    def oracle(z, A):
+        L = torch.tril(A)
+        s = torch.linalg.svdvals(L)[:2]
+        quad = torch.einsum("bi,ij,bj->b", z, torch.linalg.pinv(L @ L.T, hermitian=True), z)
+        return -0.5 * quad - torch.log(s).sum() - math.log(2 * math.pi)
+
+    with fwAD.dual_level():
+        ours = fwAD.unpack_dual(tril_gaussian_log_prob(fwAD.make_dual(z, z_dot), fwAD.make_dual(A, A_dot))).tangent
+        want = fwAD.unpack_dual(oracle(fwAD.make_dual(z, z_dot), fwAD.make_dual(A, A_dot))).tangent
+    torch.testing.assert_close(ours, want, rtol=1e-6, atol=1e-8)
+    jac_z, jac_A = torch.autograd.functional.jacobian(lambda z, A: tril_gaussian_log_prob(z, A), (z, A))
+    torch.testing.assert_close(ours, torch.einsum("nbi,bi->n", jac_z, z_dot) + torch.einsum("nij,ij->n", jac_A, A_dot))
+    off = z.clone()
+    off[0, 0] += 1.0
+    with fwAD.dual_level():
+        t = fwAD.unpack_dual(tril_gaussian_log_prob(fwAD.make_dual(off, z_dot), A)).tangent
+    assert torch.isnan(t[0]) and torch.isfinite(t[1:]).all()
+
+
 def test_vmap_over_z_and_over_A(gen):
     A = scale(4, gen)
     zs = torch.randn(3, 5, 4, dtype=torch.float64, generator=gen)

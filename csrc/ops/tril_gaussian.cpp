@@ -78,27 +78,42 @@ Tensor solve_transposed_rows(const Tensor& T, const Tensor& w) {
 // columns < r1: at D = 1024 in blocks of 128 that is 40% (lower_gram) and 56% (lower_product) of a dense mm.
 constexpr int64_t kBlockRows = 128;
 
-// tril(T T^T) + diag(shift) for lower-triangular T, symmetrised: the full covariance for the Cholesky.
+// The lower triangle of T T^T + diag(shift) for lower-triangular T (the upper one is left as the block
+// products leave it: the Cholesky below reads the lower triangle only, so no symmetrising copies).
 Tensor lower_gram(const Tensor& T, const Tensor& shift) {
   const int64_t D = T.size(0);
   if (D < 2 * kBlockRows) return at::addmm(at::diag_embed(shift), T, T.t());
-  Tensor out = at::diag_embed(shift);
+  // not zero-filled: every lower-triangle entry is written by a block product; the rest is never read
+  Tensor out = at::empty({D, D}, T.options());
   for (int64_t r0 = 0; r0 < D; r0 += kBlockRows) {
     const int64_t r1 = std::min(D, r0 + kBlockRows);
     Tensor leading = T.slice(0, 0, r1).slice(1, 0, r1);
-    out.slice(0, r0, r1).slice(1, 0, r1).addmm_(leading.slice(0, r0, r1), leading.t());
+    Tensor block = out.slice(0, r0, r1).slice(1, 0, r1);
+    at::mm_out(block, leading.slice(0, r0, r1), leading.t());
   }
-  return out.tril().add_(out.tril(-1).t());
+  out.diagonal().add_(shift);
+  return out;
 }
 
-// tril(M T) for lower-triangular T (columns j of T vanish above row j).
+// Lower Cholesky factor C of a matrix whose lower triangle is given, row-major without a transposing
+// copy: LAPACK writes column-major, so factor the transpose view as upper (same lower triangle read)
+// and C = U^T is then row-major as it comes.
+std::tuple<Tensor, Tensor> lower_cholesky_row_major(const Tensor& cov) {
+  auto [U, info] = at::linalg_cholesky_ex(cov.t(), /*upper=*/true);
+  Tensor C = U.t();
+  return {C.is_contiguous() ? C : C.contiguous(), info};
+}
+
+// tril(M T) for lower-triangular T (columns j of T vanish above row j). Each block row is written in
+// place; what lies right of it is above the diagonal and cleared by tril_.
 Tensor lower_product(const Tensor& M, const Tensor& T) {
   const int64_t D = T.size(0);
-  if (D < 2 * kBlockRows) return at::tril(at::mm(M, T));
-  Tensor out = at::zeros_like(M);
+  if (D < 2 * kBlockRows) return at::mm(M, T).tril_();
+  Tensor out = at::empty_like(M, at::MemoryFormat::Contiguous);
   for (int64_t r0 = 0; r0 < D; r0 += kBlockRows) {
     const int64_t r1 = std::min(D, r0 + kBlockRows);
-    out.slice(0, r0, r1).slice(1, 0, r1).copy_(at::mm(M.slice(0, r0, r1), T.slice(1, 0, r1)));
+    Tensor block = out.slice(0, r0, r1).slice(1, 0, r1);
+    at::mm_out(block, M.slice(0, r0, r1), T.slice(1, 0, r1));
   }
   return out.tril_();
 }
@@ -108,9 +123,7 @@ std::tuple<Tensor, Tensor, Tensor> noisy_forward(const Tensor& z, const Tensor& 
   TORCH_CHECK(sigma.dim() == 0, kNoisyForward, ": argument 'sigma' must be a 0-dim tensor, got ", sigma.sym_sizes());
   const int64_t D = z.size(1);
   Tensor L = at::tril(A);
-  Tensor cov = lower_gram(L, sigma.square().expand({D}));
-  auto [factor, info] = at::linalg_cholesky_ex(cov);
-  Tensor C = factor.contiguous();  // LAPACK hands back column-major; the schema promises row-major
+  auto [C, info] = lower_cholesky_row_major(lower_gram(L, sigma.square().expand({D})));
   Tensor w = solve_rows(C, z);
   Tensor log_prob = -0.5 * w.square().sum(1) - C.diagonal().log().sum() - half_log_2pi_times(D);
   // Sigma >= sigma^2 I always factors; only non-finite A or sigma get here: NaN, not a number.
@@ -124,9 +137,10 @@ std::tuple<Tensor, Tensor, Tensor> noisy_backward(const Tensor& grad, const Tens
   check_per_row(w, grad, "grad", kNoisyBackward);
   check_shape(C, "C", A.sym_sizes(), "A's shape", kNoisyBackward);
   Tensor alpha = solve_transposed_rows(C, w);
-  Tensor precision = at::cholesky_inverse(C);  // symmetric: its layout does not matter here
-  // M = sum_n g_n alpha_n alpha_n^T - G Sigma^-1
-  Tensor M = at::mm(alpha.t(), alpha * grad.unsqueeze(1)).sub_(precision * grad.sum());
+  // M = sum_n g_n alpha_n alpha_n^T - G Sigma^-1, built in Sigma^-1's buffer (symmetric: layout-free);
+  // D x D temporaries cost page faults comparable to the work on CPU
+  Tensor M = at::cholesky_inverse(C);
+  M.mul_(grad.sum().neg()).addmm_(alpha.t(), alpha * grad.unsqueeze(1));
   Tensor grad_A = lower_product(M, at::tril(A));
   Tensor grad_sigma = sigma * M.diagonal().sum();
   return {alpha.mul_(grad.neg().unsqueeze(1)), grad_A, grad_sigma};

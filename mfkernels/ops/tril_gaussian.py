@@ -43,11 +43,14 @@ class _Noisy(torch.autograd.Function):
         _, A, sigma = inputs
         _, C, w = output
         ctx.mark_non_differentiable(C, w)
+        ctx.set_materialize_grads(False)  # no zero (D, D) / (N, D) gradients for the saved C and w
         ctx.save_for_backward(A, sigma, C, w)
         ctx.save_for_forward(A, sigma, C, w)
 
     @staticmethod
     def backward(ctx, grad, _grad_C, _grad_w):
+        if grad is None:
+            return None, None, None
         A, sigma, C, w = ctx.saved_tensors
         return torch.ops.mfkernels.tril_gaussian_noisy_backward(grad, A, sigma, C, w)
 
@@ -70,11 +73,14 @@ class _Triangular(torch.autograd.Function):
         _, A = inputs
         _, w = output
         ctx.mark_non_differentiable(w)
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(A, w)
         ctx.save_for_forward(A, w)
 
     @staticmethod
     def backward(ctx, grad, _grad_w):
+        if grad is None:
+            return None, None
         A, w = ctx.saved_tensors
         return torch.ops.mfkernels.tril_gaussian_triangular_backward(grad, A, w)
 
@@ -93,7 +99,10 @@ class _Degenerate(torch.autograd.Function):
     """sigma = 0 and rank(A) = r < D: the Gaussian on range(A). With A = U S V^T (top r), p = U_r^T z,
     beta = (A A^T)^+ z = U_r S_r^-2 p: d/dz = -g beta, d/dA = tril(sum g beta (A^T beta)^T) - G tril(U_r S_r^-1 V_r^T)
     (d log pdet(A A^T) / 2 dA = (A^+)^T at fixed rank). Rows off the range get -inf, and their
-    gradients 0 where the incoming gradient is 0, NaN otherwise."""
+    gradients 0 where the incoming gradient is 0, NaN otherwise. Tangent (forward mode, eager
+    `torch.autograd.forward_ad`; torch.func transforms take the triangular route, as values cannot be
+    read there): d log p = -beta.dz + (beta dL)(L^T beta) - <U_r S_r^-1 V_r^T, dL>, dL = tril(A_dot);
+    NaN on rows off the range."""
 
     @staticmethod
     def forward(ctx, z, A, rank_tol):
@@ -106,7 +115,20 @@ class _Degenerate(torch.autograd.Function):
         inside = off_range <= rank_tol * z.norm(dim=-1)
         log_prob = -0.5 * (p / S).square().sum(-1) - S.log().sum() - 0.5 * r * math.log(2 * math.pi)
         ctx.save_for_backward(L, U, S, V, p, inside)
+        ctx.save_for_forward(L, U, S, V, p, inside)
         return torch.where(inside, log_prob, torch.full_like(log_prob, -math.inf))
+
+    @staticmethod
+    def jvp(ctx, z_dot, A_dot, _rank_tol_dot):
+        L, U, S, V, p, inside = ctx.saved_tensors
+        beta = (p / S.square()) @ U.mT
+        out = torch.zeros_like(inside, dtype=p.dtype)
+        if z_dot is not None:
+            out = out - (beta * z_dot).sum(-1)
+        if A_dot is not None:
+            dL = torch.tril(A_dot)
+            out = out + ((beta @ dL) * (beta @ L)).sum(-1) - ((U / S) @ V.mT * dL).sum()
+        return torch.where(inside, out, torch.full_like(out, math.nan))
 
     @staticmethod
     def backward(ctx, grad):
