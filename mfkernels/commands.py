@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from . import metrics
-from .data import make_dataset
+from .data import make_dataset, sample_points
 from .models import MODELS, build_model
 from .training import TrainConfig, fit, model_from_checkpoint
 
@@ -37,7 +37,7 @@ def train(model_name: str, data: str, n: int, data_options: dict, model_options:
         raise ValueError(f"unknown model {model_name!r}; expected one of {sorted(MODELS)}")
     dataset = make_dataset(data, **data_options)
     seed = train_options.get("seed", 0)
-    x, _ = dataset.sample(n, torch.Generator().manual_seed(seed))
+    x = sample_points(dataset, n, torch.Generator().manual_seed(seed))
     model_options = {"features": dataset.ambient_dim, "manifold_dim": dataset.manifold_dim, "seed": seed,
                      **model_options}
     model = build_model(model_name, **model_options)
@@ -57,7 +57,7 @@ def evaluate(checkpoint: str, n: int = 2000) -> dict[str, Any]:
     """Test metrics of a trained model on fresh data of the set it was trained on."""
     model, payload = model_from_checkpoint(checkpoint)
     dataset, meta = _dataset_of(payload)
-    x, _ = dataset.sample(n, torch.Generator().manual_seed(meta.get("seed", 0) + TEST_SEED_OFFSET))
+    x = sample_points(dataset, n, torch.Generator().manual_seed(meta.get("seed", 0) + TEST_SEED_OFFSET))
     log_p = model.log_prob(x)
     finite = torch.isfinite(log_p)
     report: dict[str, Any] = {

@@ -20,7 +20,9 @@ import math
 import torch
 from torch import Tensor
 
+from .clutter import SquareWithClutter
 from .spread import SPREAD_DATASETS
+from .topology import TOPOLOGY_SETS
 
 
 class ThinSpiral:
@@ -148,12 +150,21 @@ class VonMisesFisherMixture:
 
 
 DATASETS = {"thin_spiral": ThinSpiral, "von_mises_circle": VonMisesCircle, "vmf_sphere": VonMisesFisherMixture,
-            **SPREAD_DATASETS}
+            **SPREAD_DATASETS, **TOPOLOGY_SETS, "square_clutter": SquareWithClutter}
 
 
 def make_dataset(name: str, **kwargs):
-    """A data set by name: thin_spiral, von_mises_circle, vmf_sphere (exact densities) or the spread-flow
-    sets sine, line, s_curve, fading_square (no density: a manifold and a distance to it)."""
+    """A data set by name: thin_spiral, von_mises_circle, vmf_sphere (exact densities), the spread-flow
+    sets sine, line, s_curve, fading_square and the chart-flow sets circle, two_circles, torus_knot,
+    holy_sphere (no density: a manifold and a distance to it), or square_clutter (paper 002's images).
+    Every set's `sample(n, generator)` returns the points, or a tuple whose first entry they are
+    (`sample_points` takes either)."""
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; expected one of {sorted(DATASETS)}")
     return DATASETS[name](**kwargs)
+
+
+def sample_points(dataset, n: int, generator: torch.Generator | None = None) -> Tensor:
+    """The (n, ambient_dim) points of any set in DATASETS (some also return latents or clean images)."""
+    out = dataset.sample(n, generator)
+    return out[0] if isinstance(out, tuple) else out
