@@ -233,3 +233,25 @@ def test_manifold_coupling_reuses_the_conditioner_and_keeps_the_density_exact(ge
     hook.remove()
     with pytest.raises(ValueError, match="manifold_coupling"):
         build_model("pr", features=3, manifold_dim=3, manifold_coupling=True)
+
+
+def test_the_papers_constructor_form(gen):
+    """PixelRejection(flow, d, delta, lam=1.0, penalty=..., density_flow=None), the issue's signature."""
+    from mfkernels.flows import rq_spline_flow
+    from mfkernels.models import PixelRejection
+
+    flow, inner = rq_spline_flow(5, 2, hidden_features=8), rq_spline_flow(2, 1, hidden_features=8)
+    model = PixelRejection(flow, 2, 0.3, lam=5.0, penalty="mse", density_flow=inner)
+    c = model.config
+    assert (c.features, c.manifold_dim, c.delta, c.penalty_weight, c.penalty) == (5, 2, 0.3, 5.0, "mse")
+    assert model.outer is flow and model.inner is inner
+    x = torch.randn(4, 5, generator=gen)
+    u = flow(x)[0][:, :2]
+    x_hat = flow.inverse(torch.cat([u, torch.zeros(4, 3)], 1))[0]
+    loss, terms = model.loss(x)
+    torch.testing.assert_close(terms["penalty"], (x - x_hat).square().mean())
+    with pytest.raises(TypeError, match="given twice"):
+        PixelRejection(flow, 2, 0.3, flow=flow)
+    with pytest.raises(ValueError, match="features=D"):
+        PixelRejection(torch.nn.Identity(), 2, 0.3)
+    assert PixelRejection(torch.nn.Identity(), 2, 0.3, features=4).config.features == 4

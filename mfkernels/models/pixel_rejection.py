@@ -50,17 +50,43 @@ class PixelRejectionConfig(ModelConfig):
                              f"{self.penalty_weight}")
 
 
+def _flow_features(flow: nn.Module) -> int | None:
+    """D of a user's flow, where it says (a `features` attribute, or the first vector layer's event shape)."""
+    for module in flow.modules():
+        if isinstance(getattr(module, "features", None), int):
+            return module.features
+        shape = getattr(module, "event_shape", None)
+        if shape is not None and len(shape) == 1:
+            return int(shape[0])
+    return None
+
+
 class PixelRejection(SplitFlowModel):
     """`PixelRejection(features=D, manifold_dim=d, delta=δ, penalty_weight=λ, penalty=...)` builds the
     flows from the config (spline stack or `backbone="glow"`); `flow=` (any D → D `flows.Transform`) and
     `density_flow=` (d → d; the PR-H / PR-M second block) replace them with your own; a checkpoint of
-    such a model loads into a model built the same way."""
+    such a model loads into a model built the same way. The paper's form works too:
+    `PixelRejection(flow, d, delta, lam=1.0, penalty="huber", density_flow=None)` (D read from the flow,
+    or pass `features=`)."""
 
     config_class = PixelRejectionConfig
     name = "pr"
 
-    def __init__(self, config: PixelRejectionConfig | None = None, *, flow: nn.Module | None = None,
+    def __init__(self, config: PixelRejectionConfig | nn.Module | None = None, d: int | None = None,
+                 delta: float | None = None, lam: float | None = None, *, flow: nn.Module | None = None,
                  density_flow: nn.Module | None = None, **options):
+        if isinstance(config, nn.Module):  # PixelRejection(flow, d, delta, lam=..., ...)
+            if flow is not None:
+                raise TypeError("PixelRejection: the flow was given twice (positionally and as flow=)")
+            flow, config = config, None
+            if "features" not in options:
+                features = _flow_features(flow)
+                if features is None:
+                    raise ValueError("PixelRejection: cannot read D from the given flow; pass features=D")
+                options["features"] = features
+        for key, value in (("manifold_dim", d), ("delta", delta), ("penalty_weight", lam)):
+            if value is not None:
+                options[key] = value
         super().__init__(config, **options)
         if flow is not None:
             self.outer = flow
