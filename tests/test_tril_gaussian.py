@@ -45,6 +45,10 @@ def test_values_and_gradients_match_multivariate_normal(B, D, sigma, device, gen
         b = torch.zeros_like(a) if b is None else b
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9, msg=f"gradient of {name}")
     assert torch.equal(torch.triu(got[1], 1), torch.zeros_like(got[1])), "the upper triangle is never read"
+    # a sigma without gradient skips tr(Sigma^-1) in the backward: same z and A gradients
+    fixed = torch.autograd.grad((tril_gaussian_log_prob(z, A, s.detach()) * weights).sum(), (z, A))
+    for a, b in zip(fixed, got[:2]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
 def test_gradcheck_noisy_and_triangular(gen):

@@ -4,14 +4,16 @@
 //
 // sigma > 0 ("noisy"): one Cholesky factor C of Sigma = L L^T + sigma^2 I per call, shared by the batch.
 //   tril_gaussian_noisy_forward(z, A, sigma)  -> (log_prob (N,), C (D, D), w (N, D))    w = C^-1 z (rows)
-//   tril_gaussian_noisy_backward(grad, A, sigma, C, w) -> (grad_z, grad_A, grad_sigma)
+//   tril_gaussian_noisy_backward(grad, A, sigma, C, w, sigma_grad=True) -> (grad_z, grad_A, grad_sigma)
+//       (sigma_grad=False: grad_sigma is returned as 0 and tr(Sigma^-1), a cholesky_inverse, is skipped)
 // sigma = 0, L of full rank ("triangular"): a triangular solve with L itself, no factorisation at all.
 //   tril_gaussian_triangular_forward(z, A)    -> (log_prob (N,), w (N, D))              w = L^-1 z (rows)
 //   tril_gaussian_triangular_backward(grad, A, w) -> (grad_z, grad_A)
 //
 // Gradients with alpha = Sigma^-1 z per row, g the incoming gradient, G = sum g (analytic, no autograd
 // through a factorisation): d/dz = -g alpha; d/dSigma = 1/2 (sum_n g_n alpha_n alpha_n^T - G Sigma^-1) =: M / 2,
-// so d/dL = tril(M L), d/dsigma = sigma tr(M). In the triangular case alpha = L^-T w, L^T alpha = w and
+// so d/dL = tril(M L) = tril(alpha^T (g alpha L)) - G tril(C^-T C^-1 L) (never Sigma^-1 itself),
+// d/dsigma = sigma tr(M). In the triangular case alpha = L^-T w, L^T alpha = w and
 // d log|det L| / dL = diag(1 / L_ii): d/dL = tril(sum_n g_n alpha_n w_n^T) - G diag(1 / L_ii), O(N D^2).
 // Tangents (forward mode) per row, dL = tril(A_dot): d log p = -alpha^T dz + alpha^T dL L^T alpha - tr(L^T Sigma^-1 dL)
 // + sigma dsigma (|alpha|^2 - tr Sigma^-1) (noisy); -alpha^T dz + alpha^T dL w - sum dL_ii / L_ii (triangular):
@@ -27,6 +29,7 @@
 #include <algorithm>
 #include <cmath>
 #include <tuple>
+#include <vector>
 
 namespace mfk {
 namespace tril_gaussian {
@@ -75,7 +78,8 @@ Tensor solve_transposed_rows(const Tensor& T, const Tensor& w) {
 }
 
 // Both products below have a lower-triangular factor or result, so block row i (rows r0..r1) only needs
-// columns < r1: at D = 1024 in blocks of 128 that is 40% (lower_gram) and 56% (lower_product) of a dense mm.
+// columns < r1: at D = 1024 in blocks of 128 that is 40% of a dense mm (lower_gram); the backward's
+// products keep to the lower triangle the same way.
 constexpr int64_t kBlockRows = 128;
 
 // The lower triangle of T T^T + diag(shift) for lower-triangular T (the upper one is left as the block
@@ -104,18 +108,68 @@ std::tuple<Tensor, Tensor> lower_cholesky_row_major(const Tensor& cov) {
   return {C.is_contiguous() ? C : C.contiguous(), info};
 }
 
-// tril(M T) for lower-triangular T (columns j of T vanish above row j). Each block row is written in
-// place; what lies right of it is above the diagonal and cleared by tril_.
-Tensor lower_product(const Tensor& M, const Tensor& T) {
+// tril(Sigma^-1 T) = tril(C^-T C^-1 T) for lower-triangular T, Sigma = C C^T, without forming Sigma^-1:
+// Y = C^-1 T is lower triangular (forward substitution by block rows, one GEMM each), and tril(C^-T Y)
+// needs only the lower parts of the rows below (back substitution by block rows, D^3/6 multiply-adds).
+// About half the flops of cholesky_inverse + tril(Sigma^-1 T), all but the b x b diagonal solves in GEMMs.
+Tensor lower_precision_product(const Tensor& C, const Tensor& T) {
   const int64_t D = T.size(0);
-  if (D < 2 * kBlockRows) return at::mm(M, T).tril_();
-  Tensor out = at::empty_like(M, at::MemoryFormat::Contiguous);
-  for (int64_t r0 = 0; r0 < D; r0 += kBlockRows) {
-    const int64_t r1 = std::min(D, r0 + kBlockRows);
-    Tensor block = out.slice(0, r0, r1).slice(1, 0, r1);
-    at::mm_out(block, M.slice(0, r0, r1), T.slice(1, 0, r1));
+  if (D < 2 * kBlockRows) {
+    Tensor Y = at::linalg_solve_triangular(C, T, /*upper=*/false);
+    return at::linalg_solve_triangular(C.t(), Y, /*upper=*/true).tril_();
+  }
+  // inverses of the b x b diagonal blocks (one batched solve), so each substitution step is GEMMs
+  const int64_t nb = (D + kBlockRows - 1) / kBlockRows;
+  std::vector<Tensor> diag_inv;
+  diag_inv.reserve(nb);
+  for (int64_t i0 = 0; i0 < D; i0 += kBlockRows) {
+    const int64_t i1 = std::min(D, i0 + kBlockRows);
+    diag_inv.push_back(at::linalg_solve_triangular(C.slice(0, i0, i1).slice(1, i0, i1),
+                                                   at::eye(i1 - i0, C.options()), /*upper=*/false));
+  }
+  Tensor Y = at::zeros_like(T, at::MemoryFormat::Contiguous);  // its upper triangle is read as zeros
+  for (int64_t i0 = 0, i = 0; i0 < D; i0 += kBlockRows, ++i) {
+    const int64_t i1 = std::min(D, i0 + kBlockRows);
+    Tensor rhs = T.slice(0, i0, i1).slice(1, 0, i1);
+    if (i0 > 0) rhs = at::addmm(rhs, C.slice(0, i0, i1).slice(1, 0, i0), Y.slice(0, 0, i0).slice(1, 0, i1), 1, -1);
+    Tensor block = Y.slice(0, i0, i1).slice(1, 0, i1);
+    at::mm_out(block, diag_inv[i], rhs);
+  }
+  Tensor Z = at::empty_like(T, at::MemoryFormat::Contiguous);  // written on and below the diagonal blocks
+  for (int64_t i = nb - 1; i >= 0; --i) {
+    const int64_t i0 = i * kBlockRows, i1 = std::min(D, i0 + kBlockRows);
+    Tensor rhs = Y.slice(0, i0, i1).slice(1, 0, i1);
+    if (i1 < D) rhs = at::addmm(rhs, C.slice(0, i1, D).slice(1, i0, i1).t(), Z.slice(0, i1, D).slice(1, 0, i1), 1, -1);
+    Tensor block = Z.slice(0, i0, i1).slice(1, 0, i1);
+    at::mm_out(block, diag_inv[i].t(), rhs);
+  }
+  return Z.tril_();
+}
+
+// tril(R^T X) for R, X rows (N, D): only the block columns on and below the diagonal.
+Tensor lower_cross(const Tensor& R, const Tensor& X) {
+  const int64_t D = R.size(1);
+  if (D < 2 * kBlockRows) return at::mm(R.t(), X).tril_();
+  Tensor out = at::empty({D, D}, R.options());
+  for (int64_t i0 = 0; i0 < D; i0 += kBlockRows) {
+    const int64_t i1 = std::min(D, i0 + kBlockRows);
+    Tensor block = out.slice(0, i0, i1).slice(1, 0, i1);
+    at::mm_out(block, R.slice(1, i0, i1).t(), X.slice(1, 0, i1));
   }
   return out.tril_();
+}
+
+// R T for rows R (N, D) and lower-triangular T: column block j only meets rows >= j0 of T.
+Tensor rows_times_lower(const Tensor& R, const Tensor& T) {
+  const int64_t D = T.size(0);
+  if (D < 2 * kBlockRows) return at::mm(R, T);
+  Tensor out = at::empty({R.size(0), D}, R.options());
+  for (int64_t j0 = 0; j0 < D; j0 += kBlockRows) {
+    const int64_t j1 = std::min(D, j0 + kBlockRows);
+    Tensor block = out.slice(1, j0, j1);
+    at::mm_out(block, R.slice(1, j0, D), T.slice(0, j0, D).slice(1, j0, j1));
+  }
+  return out;
 }
 
 std::tuple<Tensor, Tensor, Tensor> noisy_forward(const Tensor& z, const Tensor& A, const Tensor& sigma) {
@@ -132,17 +186,21 @@ std::tuple<Tensor, Tensor, Tensor> noisy_forward(const Tensor& z, const Tensor& 
 }
 
 std::tuple<Tensor, Tensor, Tensor> noisy_backward(const Tensor& grad, const Tensor& A, const Tensor& sigma,
-                                                  const Tensor& C, const Tensor& w) {
+                                                  const Tensor& C, const Tensor& w, bool sigma_grad) {
   check_rows_and_scale(w, A, kNoisyBackward, {{&sigma, "sigma"}, {&C, "C"}});
   check_per_row(w, grad, "grad", kNoisyBackward);
   check_shape(C, "C", A.sym_sizes(), "A's shape", kNoisyBackward);
   Tensor alpha = solve_transposed_rows(C, w);
-  // M = sum_n g_n alpha_n alpha_n^T - G Sigma^-1, built in Sigma^-1's buffer (symmetric: layout-free);
-  // D x D temporaries cost page faults comparable to the work on CPU
-  Tensor M = at::cholesky_inverse(C);
-  M.mul_(grad.sum().neg()).addmm_(alpha.t(), alpha * grad.unsqueeze(1));
-  Tensor grad_A = lower_product(M, at::tril(A));
-  Tensor grad_sigma = sigma * M.diagonal().sum();
+  Tensor G = grad.sum();
+  Tensor L = at::tril(A);
+  // d/dL = tril(M L), M = sum_n g_n alpha_n alpha_n^T - G Sigma^-1, as two lower-triangular pieces:
+  // tril(alpha^T (g alpha L)) and tril(Sigma^-1 L) (no explicit Sigma^-1; see lower_precision_product)
+  Tensor g_alpha = alpha * grad.unsqueeze(1);
+  Tensor grad_A = lower_cross(alpha, rows_times_lower(g_alpha, L));
+  grad_A.sub_(lower_precision_product(C, L).mul_(G));
+  // d/dsigma = sigma tr(M) needs tr(Sigma^-1), a cholesky_inverse: only when sigma wants a gradient
+  Tensor grad_sigma = sigma_grad ? sigma * ((g_alpha * alpha).sum() - G * at::cholesky_inverse(C).diagonal().sum())
+                                 : at::zeros_like(sigma);
   return {alpha.mul_(grad.neg().unsqueeze(1)), grad_A, grad_sigma};
 }
 
@@ -196,7 +254,7 @@ std::tuple<Tensor, Tensor, Tensor> noisy_forward_meta(const Tensor& z, const Ten
 }
 
 std::tuple<Tensor, Tensor, Tensor> noisy_backward_meta(const Tensor& grad, const Tensor& A, const Tensor& sigma,
-                                                       const Tensor& C, const Tensor& w) {
+                                                       const Tensor& C, const Tensor& w, bool sigma_grad) {
   check_rows_and_scale(w, A, kNoisyBackward, {{&sigma, "sigma"}, {&C, "C"}});
   return {at::empty_symint(w.sym_sizes(), w.options()), at::empty_symint(A.sym_sizes(), A.options()),
           at::empty_symint({}, sigma.options())};
@@ -229,7 +287,7 @@ Tensor triangular_jvp_meta(const Tensor& z_dot, const Tensor& A_dot, const Tenso
 
 TORCH_LIBRARY_FRAGMENT(mfkernels, m) {
   m.def("tril_gaussian_noisy_forward(Tensor z, Tensor A, Tensor sigma) -> (Tensor log_prob, Tensor C, Tensor w)");
-  m.def("tril_gaussian_noisy_backward(Tensor grad, Tensor A, Tensor sigma, Tensor C, Tensor w) -> "
+  m.def("tril_gaussian_noisy_backward(Tensor grad, Tensor A, Tensor sigma, Tensor C, Tensor w, bool sigma_grad=True) -> "
         "(Tensor grad_z, Tensor grad_A, Tensor grad_sigma)");
   m.def("tril_gaussian_triangular_forward(Tensor z, Tensor A) -> (Tensor log_prob, Tensor w)");
   m.def("tril_gaussian_triangular_backward(Tensor grad, Tensor A, Tensor w) -> (Tensor grad_z, Tensor grad_A)");

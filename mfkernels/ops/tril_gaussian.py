@@ -52,7 +52,7 @@ class _Noisy(torch.autograd.Function):
         if grad is None:
             return None, None, None
         A, sigma, C, w = ctx.saved_tensors
-        return torch.ops.mfkernels.tril_gaussian_noisy_backward(grad, A, sigma, C, w)
+        return torch.ops.mfkernels.tril_gaussian_noisy_backward(grad, A, sigma, C, w, ctx.needs_input_grad[2])
 
     @staticmethod
     def jvp(ctx, z_dot, A_dot, sigma_dot):
