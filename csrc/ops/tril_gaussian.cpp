@@ -108,6 +108,35 @@ std::tuple<Tensor, Tensor> lower_cholesky_row_major(const Tensor& cov) {
   return {C.is_contiguous() ? C : C.contiguous(), info};
 }
 
+// Lower Cholesky factor of S (row-major, lower triangle valid) in S's own storage: right-looking by
+// blocks of kBlockRows, b x b factorisations through ATen and everything else GEMMs (the panel through
+// the inverted diagonal block, the trailing update on and below the diagonal blocks only). It avoids
+// LAPACK's column-major copy and ATen's zeroing pass over the other triangle, which together cost about
+// as much as potrf itself at D = 1024. Returns (C, info), info > 0 where a block failed to factor.
+std::tuple<Tensor, Tensor> blocked_cholesky_(Tensor& S) {
+  const int64_t D = S.size(0);
+  if (D < 2 * kBlockRows) return lower_cholesky_row_major(S);
+  Tensor info = at::zeros({}, S.options().dtype(at::kInt));
+  for (int64_t k0 = 0; k0 < D; k0 += kBlockRows) {
+    const int64_t k1 = std::min(D, k0 + kBlockRows);
+    Tensor diagonal = S.slice(0, k0, k1).slice(1, k0, k1);
+    auto [factor, block_info] = at::linalg_cholesky_ex(diagonal);
+    info = at::maximum(info, block_info);
+    diagonal.copy_(factor);
+    if (k1 == D) break;
+    Tensor inverse = at::linalg_solve_triangular(factor, at::eye(k1 - k0, S.options()), /*upper=*/false);
+    Tensor panel = S.slice(0, k1, D).slice(1, k0, k1);
+    Tensor solved = at::mm(panel, inverse.t());  // S_ik C_kk^-T
+    panel.copy_(solved);
+    for (int64_t i0 = k1; i0 < D; i0 += kBlockRows) {
+      const int64_t i1 = std::min(D, i0 + kBlockRows);
+      S.slice(0, i0, i1).slice(1, k1, i1).addmm_(solved.slice(0, i0 - k1, i1 - k1), solved.slice(0, 0, i1 - k1).t(),
+                                                 /*beta=*/1, /*alpha=*/-1);
+    }
+  }
+  return {S.tril_(), info};
+}
+
 // tril(Sigma^-1 T) = tril(C^-T C^-1 T) for lower-triangular T, Sigma = C C^T, without forming Sigma^-1:
 // Y = C^-1 T is lower triangular (forward substitution by block rows, one GEMM each), and tril(C^-T Y)
 // needs only the lower parts of the rows below (back substitution by block rows, D^3/6 multiply-adds).
@@ -177,7 +206,8 @@ std::tuple<Tensor, Tensor, Tensor> noisy_forward(const Tensor& z, const Tensor& 
   TORCH_CHECK(sigma.dim() == 0, kNoisyForward, ": argument 'sigma' must be a 0-dim tensor, got ", sigma.sym_sizes());
   const int64_t D = z.size(1);
   Tensor L = at::tril(A);
-  auto [C, info] = lower_cholesky_row_major(lower_gram(L, sigma.square().expand({D})));
+  Tensor cov = lower_gram(L, sigma.square().expand({D}));
+  auto [C, info] = blocked_cholesky_(cov);
   Tensor w = solve_rows(C, z);
   Tensor log_prob = -0.5 * w.square().sum(1) - C.diagonal().log().sum() - half_log_2pi_times(D);
   // Sigma >= sigma^2 I always factors; only non-finite A or sigma get here: NaN, not a number.
