@@ -5,7 +5,7 @@
 // sigma > 0 ("noisy"): one Cholesky factor C of Sigma = L L^T + sigma^2 I per call, shared by the batch.
 //   tril_gaussian_noisy_forward(z, A, sigma)  -> (log_prob (N,), C (D, D), w (N, D))    w = C^-1 z (rows)
 //   tril_gaussian_noisy_backward(grad, A, sigma, C, w, sigma_grad=True) -> (grad_z, grad_A, grad_sigma)
-//       (sigma_grad=False: grad_sigma is returned as 0 and tr(Sigma^-1), a cholesky_inverse, is skipped)
+//       (sigma_grad=False: grad_sigma is returned as 0 and tr(Sigma^-1), an extra D^3/6 substitution, is skipped)
 // sigma = 0, L of full rank ("triangular"): a triangular solve with L itself, no factorisation at all.
 //   tril_gaussian_triangular_forward(z, A)    -> (log_prob (N,), w (N, D))              w = L^-1 z (rows)
 //   tril_gaussian_triangular_backward(grad, A, w) -> (grad_z, grad_A)
@@ -137,42 +137,61 @@ std::tuple<Tensor, Tensor> blocked_cholesky_(Tensor& S) {
   return {S.tril_(), info};
 }
 
-// tril(Sigma^-1 T) = tril(C^-T C^-1 T) for lower-triangular T, Sigma = C C^T, without forming Sigma^-1:
-// Y = C^-1 T is lower triangular (forward substitution by block rows, one GEMM each), and tril(C^-T Y)
-// needs only the lower parts of the rows below (back substitution by block rows, D^3/6 multiply-adds).
-// About half the flops of cholesky_inverse + tril(Sigma^-1 T), all but the b x b diagonal solves in GEMMs.
-Tensor lower_precision_product(const Tensor& C, const Tensor& T) {
-  const int64_t D = T.size(0);
-  if (D < 2 * kBlockRows) {
-    Tensor Y = at::linalg_solve_triangular(C, T, /*upper=*/false);
-    return at::linalg_solve_triangular(C.t(), Y, /*upper=*/true).tril_();
-  }
-  // inverses of the b x b diagonal blocks (one batched solve), so each substitution step is GEMMs
-  const int64_t nb = (D + kBlockRows - 1) / kBlockRows;
-  std::vector<Tensor> diag_inv;
-  diag_inv.reserve(nb);
+// Inverses of C's kBlockRows x kBlockRows diagonal blocks, so each substitution step below is GEMMs.
+std::vector<Tensor> diagonal_block_inverses(const Tensor& C) {
+  const int64_t D = C.size(0);
+  std::vector<Tensor> inverses;
   for (int64_t i0 = 0; i0 < D; i0 += kBlockRows) {
     const int64_t i1 = std::min(D, i0 + kBlockRows);
-    diag_inv.push_back(at::linalg_solve_triangular(C.slice(0, i0, i1).slice(1, i0, i1),
+    inverses.push_back(at::linalg_solve_triangular(C.slice(0, i0, i1).slice(1, i0, i1),
                                                    at::eye(i1 - i0, C.options()), /*upper=*/false));
   }
+  return inverses;
+}
+
+// Y = C^-1 T for lower-triangular C and T (Y is lower triangular too): forward substitution by block
+// rows, one GEMM each (its zero upper blocks included) and one with the inverted diagonal block.
+Tensor lower_solve_lower(const Tensor& C, const Tensor& T, const std::vector<Tensor>& diagonal_inverses) {
+  const int64_t D = T.size(0);
   Tensor Y = at::zeros_like(T, at::MemoryFormat::Contiguous);  // its upper triangle is read as zeros
   for (int64_t i0 = 0, i = 0; i0 < D; i0 += kBlockRows, ++i) {
     const int64_t i1 = std::min(D, i0 + kBlockRows);
     Tensor rhs = T.slice(0, i0, i1).slice(1, 0, i1);
     if (i0 > 0) rhs = at::addmm(rhs, C.slice(0, i0, i1).slice(1, 0, i0), Y.slice(0, 0, i0).slice(1, 0, i1), 1, -1);
     Tensor block = Y.slice(0, i0, i1).slice(1, 0, i1);
-    at::mm_out(block, diag_inv[i], rhs);
+    at::mm_out(block, diagonal_inverses[i], rhs);
   }
+  return Y;
+}
+
+// tril(Sigma^-1 T) = tril(C^-T C^-1 T) for lower-triangular T, Sigma = C C^T, without forming Sigma^-1:
+// Y = C^-1 T (lower_solve_lower), then tril(C^-T Y) needs only the lower parts of the rows below (back
+// substitution by block rows, D^3/6 multiply-adds). About half the flops of cholesky_inverse +
+// tril(Sigma^-1 T), and all in GEMMs.
+Tensor lower_precision_product(const Tensor& C, const Tensor& T, const std::vector<Tensor>& diagonal_inverses) {
+  const int64_t D = T.size(0);
+  if (D < 2 * kBlockRows) {
+    Tensor Y = at::linalg_solve_triangular(C, T, /*upper=*/false);
+    return at::linalg_solve_triangular(C.t(), Y, /*upper=*/true).tril_();
+  }
+  Tensor Y = lower_solve_lower(C, T, diagonal_inverses);
   Tensor Z = at::empty_like(T, at::MemoryFormat::Contiguous);  // written on and below the diagonal blocks
+  const int64_t nb = static_cast<int64_t>(diagonal_inverses.size());
   for (int64_t i = nb - 1; i >= 0; --i) {
     const int64_t i0 = i * kBlockRows, i1 = std::min(D, i0 + kBlockRows);
     Tensor rhs = Y.slice(0, i0, i1).slice(1, 0, i1);
     if (i1 < D) rhs = at::addmm(rhs, C.slice(0, i1, D).slice(1, i0, i1).t(), Z.slice(0, i1, D).slice(1, 0, i1), 1, -1);
     Tensor block = Z.slice(0, i0, i1).slice(1, 0, i1);
-    at::mm_out(block, diag_inv[i].t(), rhs);
+    at::mm_out(block, diagonal_inverses[i].t(), rhs);
   }
   return Z.tril_();
+}
+
+// tr(Sigma^-1) = |C^-1|_F^2, C^-1 by the same block substitution (cholesky_inverse costs ~3x more here).
+Tensor precision_trace(const Tensor& C, const std::vector<Tensor>& diagonal_inverses) {
+  const int64_t D = C.size(0);
+  if (D < 2 * kBlockRows) return at::cholesky_inverse(C).diagonal().sum();
+  return lower_solve_lower(C, at::eye(D, C.options()), diagonal_inverses).square().sum();
 }
 
 // tril(R^T X) for R, X rows (N, D): only the block columns on and below the diagonal.
@@ -227,9 +246,11 @@ std::tuple<Tensor, Tensor, Tensor> noisy_backward(const Tensor& grad, const Tens
   // tril(alpha^T (g alpha L)) and tril(Sigma^-1 L) (no explicit Sigma^-1; see lower_precision_product)
   Tensor g_alpha = alpha * grad.unsqueeze(1);
   Tensor grad_A = lower_cross(alpha, rows_times_lower(g_alpha, L));
-  grad_A.sub_(lower_precision_product(C, L).mul_(G));
-  // d/dsigma = sigma tr(M) needs tr(Sigma^-1), a cholesky_inverse: only when sigma wants a gradient
-  Tensor grad_sigma = sigma_grad ? sigma * ((g_alpha * alpha).sum() - G * at::cholesky_inverse(C).diagonal().sum())
+  const int64_t D = L.size(0);
+  const std::vector<Tensor> diagonal_inverses = D < 2 * kBlockRows ? std::vector<Tensor>{} : diagonal_block_inverses(C);
+  grad_A.sub_(lower_precision_product(C, L, diagonal_inverses).mul_(G));
+  // d/dsigma = sigma tr(M) needs tr(Sigma^-1), another substitution: only when sigma wants a gradient
+  Tensor grad_sigma = sigma_grad ? sigma * ((g_alpha * alpha).sum() - G * precision_trace(C, diagonal_inverses))
                                  : at::zeros_like(sigma);
   return {alpha.mul_(grad.neg().unsqueeze(1)), grad_A, grad_sigma};
 }
