@@ -19,15 +19,15 @@
 // W^T alpha = W^T Sigma^-1 r = C^-1 W^T D^-1 r = v (as W^T D^-1 W = C - I), so the saved v replaces an
 // (N, D) x (D, K) product in the backward and the tangent.
 // Tangent: d log p = -alpha.dr + (alpha^T dW) v - <Sigma^-1 W, dW> + 1/2 (alpha^2 - diag(Sigma^-1)).dd.
-// Cost O(N D K + D K^2 + K^3): GEMMs and a K x K Cholesky through ATen, so one device-generic driver
-// serves CPU and CUDA (the work is BLAS; there is no elementwise hot loop worth a custom kernel).
+// Cost O(N D K + D K^2 + K^3): GEMMs and a K x K Cholesky through ATen, one device-generic driver for
+// CPU and CUDA, except one backward pass over the (N, D) residuals, which on CPU runs fused
+// (math/lowrank_gaussian.h) because there the temporaries, not the GEMMs, set the time.
 #include "checks.h"
 #include "../math/lowrank_gaussian.h"
 
+#include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
-
-#include <ATen/ATen.h>
 #include <c10/core/SymInt.h>
 #include <torch/library.h>
 

@@ -108,6 +108,11 @@ std::tuple<Tensor, Tensor> lower_cholesky_row_major(const Tensor& cov) {
   return {C.is_contiguous() ? C : C.contiguous(), info};
 }
 
+// Inverse of a small lower-triangular block, so the substitutions around it become GEMMs.
+Tensor lower_block_inverse(const Tensor& T) {
+  return at::linalg_solve_triangular(T, at::eye(T.size(0), T.options()), /*upper=*/false);
+}
+
 // Lower Cholesky factor of S (row-major, lower triangle valid) in S's own storage: right-looking by
 // blocks of kBlockRows, b x b factorisations through ATen and everything else GEMMs (the panel through
 // the inverted diagonal block, the trailing update on and below the diagonal blocks only). It avoids
@@ -124,7 +129,7 @@ std::tuple<Tensor, Tensor> blocked_cholesky_(Tensor& S) {
     info = at::maximum(info, block_info);
     diagonal.copy_(factor);
     if (k1 == D) break;
-    Tensor inverse = at::linalg_solve_triangular(factor, at::eye(k1 - k0, S.options()), /*upper=*/false);
+    Tensor inverse = lower_block_inverse(factor);
     Tensor panel = S.slice(0, k1, D).slice(1, k0, k1);
     Tensor solved = at::mm(panel, inverse.t());  // S_ik C_kk^-T
     panel.copy_(solved);
@@ -143,8 +148,7 @@ std::vector<Tensor> diagonal_block_inverses(const Tensor& C) {
   std::vector<Tensor> inverses;
   for (int64_t i0 = 0; i0 < D; i0 += kBlockRows) {
     const int64_t i1 = std::min(D, i0 + kBlockRows);
-    inverses.push_back(at::linalg_solve_triangular(C.slice(0, i0, i1).slice(1, i0, i1),
-                                                   at::eye(i1 - i0, C.options()), /*upper=*/false));
+    inverses.push_back(lower_block_inverse(C.slice(0, i0, i1).slice(1, i0, i1)));
   }
   return inverses;
 }

@@ -13,11 +13,20 @@ it, so a checkpoint (name, config, state_dict) is self-contained.
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Parameters created inside are initialised from `seed`; the global RNG is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 @dataclasses.dataclass
@@ -72,8 +81,7 @@ class ModelConfig:
         seed = self.seed + (1000 if inner else 0)
         if layers == 0:
             return Sequential()  # the identity: e.g. PR-D's single block, u with a standard normal prior
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             if self.backbone == "glow" and not inner:
                 return MultiScaleFlow(tuple(self.image_shape), self.levels, layers, self.hidden_features, seed=seed)
             if self.backbone == "realnvp" and features >= 2:

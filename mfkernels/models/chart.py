@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from ..flows import ChartConformalMaps, rq_spline_flow, standard_normal_log_prob
 from ..ops._checks import cannot_read_values
 from ..vq import VQAutoencoder, chart_membership
-from .base import Model, ModelConfig
+from .base import Model, ModelConfig, seeded
 
 
 @dataclasses.dataclass
@@ -71,8 +71,7 @@ class ChartFlow(Model):
     def __init__(self, config: ChartFlowConfig | None = None, **options):
         super().__init__(config, **options)
         c = self.config
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(c.seed)
+        with seeded(c.seed):
             self.vq = VQAutoencoder(c.features, c.code_dim, c.num_charts, c.hidden_features, c.commitment,
                                     c.codebook, seed=c.seed)
             self.maps = ChartConformalMaps(c.num_charts, c.manifold_dim, c.features, c.curved)

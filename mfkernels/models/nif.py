@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from ..flows import GaussianNIF, standard_normal_log_prob
-from .base import Model, ModelConfig
+from .base import Model, ModelConfig, seeded
 
 
 @dataclasses.dataclass
@@ -79,8 +79,7 @@ class NIF(Model):
         c = self.config
         self.flow = c.build_flow()
         self.inner = c.build_flow(inner=True) if c.inner_layers else None
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(c.seed + 2000)
+        with seeded(c.seed + 2000):
             if c.upsample_factor:
                 channels, C, size = c.image_geometry()
                 self.nif = GaussianNIF.upsampling(channels, C, c.upsample_factor, size, c.init_sigma, c.tied_blocks)

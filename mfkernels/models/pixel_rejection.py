@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from ..flows import RQSplineCoupling
 from ..penalties import penalty
-from .base import ModelConfig
+from .base import ModelConfig, seeded
 from .split_flow import SplitFlowModel
 
 
@@ -97,8 +97,7 @@ class PixelRejection(SplitFlowModel):
         if c.manifold_coupling:
             if c.manifold_dim >= c.features:
                 raise ValueError("PixelRejection: manifold_coupling needs manifold_dim < features (it transforms v)")
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(c.seed + 2000)
+            with seeded(c.seed + 2000):
                 self.tail = RQSplineCoupling(c.features, c.num_bins, c.tail_bound, mask=torch.arange(c.features) < c.manifold_dim,
                                              hidden_features=c.hidden_features)
 

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import flows, ops
-from .base import Model, ModelConfig
+from .base import Model, ModelConfig, seeded
 
 
 @dataclasses.dataclass
@@ -61,8 +61,7 @@ class SpreadFlow(Model):
     def __init__(self, config: SpreadFlowConfig | None = None, **options):
         super().__init__(config, **options)
         c = self.config
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(c.seed)
+        with seeded(c.seed):
             layers: list[flows.Transform] = []
             for i in range(c.num_layers):
                 layers.append(flows.AffineCoupling(c.features, flows.alternating_mask(c.features, even=i % 2 == 0),

@@ -26,6 +26,12 @@ except ImportError:  # pragma: no cover - depends on the torch version
     _HAVE_DIRECT_APPLY = False
 
 
+def zero_tangents(*pairs: tuple[torch.Tensor | None, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """Forward mode hands a Function's `jvp` None for inputs without a tangent; the compiled jvp
+    kernels want tensors. Each (tangent, like) pair gives the tangent, or zeros shaped like `like`."""
+    return tuple(torch.zeros_like(like) if dot is None else dot for dot, like in pairs)
+
+
 def tangent_aware_apply(fn_cls: type[torch.autograd.Function]) -> Callable:
     """Returns apply(*args): fn_cls.apply in eager mode, a jvp-less copy while compiling."""
     without_jvp = type(

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from .. import reference
-from ._autograd import tangent_aware_apply
+from ._autograd import tangent_aware_apply, zero_tangents
 from ._checks import check_same_dtype_device, check_tensor
 from ._registry import OpSpec, register
 from ._vmap import register_row_vmap
@@ -84,9 +84,7 @@ class _AffineCoupling(torch.autograd.Function):
     def jvp(ctx, x_dot, shift_dot, scale_dot, *_):
         x, shift, scale = ctx.saved_tensors
         shape = _broadcast_shape(x, shift, scale)
-        tangents = [
-            torch.zeros_like(t) if d is None else d for t, d in zip((x, shift, scale), (x_dot, shift_dot, scale_dot))
-        ]
+        tangents = zero_tangents((x_dot, x), (shift_dot, shift), (scale_dot, scale))
         y_dot, logabsdet_dot = torch.ops.mfkernels.affine_coupling_jvp(
             *(_as_rows(t, shape) for t in (x, shift, scale)), *(_as_rows(t, shape) for t in tangents), *ctx.options
         )

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from .. import reference
-from ._autograd import tangent_aware_apply
+from ._autograd import tangent_aware_apply, zero_tangents
 from ._checks import cannot_read_values, check_same_dtype_device, check_tensor
 from ._registry import OpSpec, register
 from ._vmap import merged_rows_rule, register_loop_vmap
@@ -56,11 +56,9 @@ class _LowRankGaussian(torch.autograd.Function):
     @staticmethod
     def jvp(ctx, x_dot, loc_dot, W_dot, diag_dot):
         W, diag, s, v, cinv = ctx.saved_tensors
-        r_dot = torch.zeros_like(s) if x_dot is None else x_dot
+        r_dot, W_dot, diag_dot = zero_tangents((x_dot, s), (W_dot, W), (diag_dot, diag))
         if loc_dot is not None:
             r_dot = r_dot - loc_dot
-        W_dot = torch.zeros_like(W) if W_dot is None else W_dot
-        diag_dot = torch.zeros_like(diag) if diag_dot is None else diag_dot
         out = torch.ops.mfkernels.lowrank_gaussian_log_prob_jvp(W, diag, s, v, cinv, r_dot, W_dot, diag_dot)
         return out, None, None, None
 

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from .. import reference
-from ._autograd import tangent_aware_apply
+from ._autograd import tangent_aware_apply, zero_tangents
 from ._checks import check_same_dtype_device, check_tensor
 from ._registry import OpSpec, register
 from ._vmap import register_loop_vmap
@@ -54,9 +54,9 @@ class _NifBlock(torch.autograd.Function):
     @staticmethod
     def jvp(ctx, x_dot, A_dot, b_dot, log_sigma_dot):
         A, log_sigma, t, z_mean, z_point, K1, K0 = ctx.saved_tensors
-        x_dot, b_dot = (torch.zeros_like(t) if d is None else d.expand(t.shape) for d in (x_dot, b_dot))
-        A_dot = torch.zeros_like(A) if A_dot is None else A_dot
-        log_sigma_dot = torch.zeros_like(log_sigma) if log_sigma_dot is None else log_sigma_dot.expand(log_sigma.shape)
+        x_dot, A_dot, b_dot, log_sigma_dot = zero_tangents((x_dot, t), (A_dot, A), (b_dot, t), (log_sigma_dot, log_sigma))
+        # tangents of broadcast inputs come in their own shapes
+        x_dot, b_dot, log_sigma_dot = x_dot.expand(t.shape), b_dot.expand(t.shape), log_sigma_dot.expand(log_sigma.shape)
         tangents = torch.ops.mfkernels.nif_block_jvp(x_dot, A_dot, b_dot, log_sigma_dot, A, log_sigma, t, z_mean,
                                                      z_point, K1, K0)
         return (*tangents, None, None, None, None)

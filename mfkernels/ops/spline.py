@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .. import reference
-from ._autograd import tangent_aware_apply
+from ._autograd import tangent_aware_apply, zero_tangents
 from ._checks import cannot_read_values, check_same_dtype_device, check_tensor
 from ._registry import OpSpec, register
 from ._vmap import register_leading_batch_vmap
@@ -66,7 +66,7 @@ class _RQSpline(torch.autograd.Function):
     def jvp(ctx, inputs_dot, widths_dot, heights_dot, derivatives_dot, *_):
         saved = ctx.saved_tensors
         shape = saved[0].shape
-        tangents = [torch.zeros_like(t) if d is None else d for t, d in zip(saved, (inputs_dot, widths_dot, heights_dot, derivatives_dot))]
+        tangents = zero_tangents(*zip((inputs_dot, widths_dot, heights_dot, derivatives_dot), saved))
         params = [_expand(t, shape, t.shape[-1]) for t in saved[1:]]
         dots = [_expand(d, shape, d.shape[-1]) for d in tangents[1:]]
         return torch.ops.mfkernels.rq_spline_jvp(saved[0], *params, _expand(tangents[0], shape), *dots, *ctx.options)

@@ -20,15 +20,10 @@ from torch import Tensor
 from .. import reference
 from ._checks import cannot_read_values, check_same_dtype_device, check_tensor
 from ._registry import OpSpec, register
-from ._autograd import tangent_aware_apply
+from ._autograd import tangent_aware_apply, zero_tangents
 from ._vmap import merged_rows_rule, register_loop_vmap
 
 _OP = "mfkernels.ops.tril_gaussian_log_prob"
-
-
-def _zeros_for_none(*pairs):
-    """Forward mode passes None for inputs without a tangent: zeros shaped like `like` instead."""
-    return tuple(torch.zeros_like(like) if dot is None else dot for dot, like in pairs)
 
 
 class _Noisy(torch.autograd.Function):
@@ -57,7 +52,7 @@ class _Noisy(torch.autograd.Function):
     @staticmethod
     def jvp(ctx, z_dot, A_dot, sigma_dot):
         A, sigma, C, w = ctx.saved_tensors
-        z_dot, A_dot, sigma_dot = _zeros_for_none((z_dot, w), (A_dot, A), (sigma_dot, sigma))
+        z_dot, A_dot, sigma_dot = zero_tangents((z_dot, w), (A_dot, A), (sigma_dot, sigma))
         return torch.ops.mfkernels.tril_gaussian_noisy_jvp(z_dot, A_dot, sigma_dot, A, sigma, C, w), None, None
 
 
@@ -87,7 +82,7 @@ class _Triangular(torch.autograd.Function):
     @staticmethod
     def jvp(ctx, z_dot, A_dot):
         A, w = ctx.saved_tensors
-        z_dot, A_dot = _zeros_for_none((z_dot, w), (A_dot, A))
+        z_dot, A_dot = zero_tangents((z_dot, w), (A_dot, A))
         return torch.ops.mfkernels.tril_gaussian_triangular_jvp(z_dot, A_dot, A, w), None
 
 
