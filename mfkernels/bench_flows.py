@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from . import flows, ops, reference
+from .training import make_adam
 
 FEATURES, LAYERS, BINS, HIDDEN, TAIL_BOUND = 64, 8, 8, 128, 3.0
 
@@ -56,23 +57,30 @@ def _nll(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return -model.log_prob(x).mean()
 
 
-def step_ms(model: nn.Module, data: torch.Tensor, batch: int, warmup: int,
-            loss_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] = _nll) -> float:
-    """Median milliseconds of one training step (loss, backward, Adam) over one pass through data."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    times = []
+def interleaved_step_ms(models: dict[str, nn.Module], data: torch.Tensor, batch: int, warmup: int,
+                        loss_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] = _nll) -> dict[str, float]:
+    """Median milliseconds of one training step (loss, backward, Adam) of each model over one pass
+    through data, the models taking turns step by step (the order rotating) so that the machine's
+    drift over the run (±30 % within minutes on the shared CI machine) falls on all of them alike.
+    The optimiser is the trainer's (`training.make_adam`: fused Adam where available)."""
+    optimizers = {name: make_adam(model.parameters(), lr=1e-4) for name, model in models.items()}
+    times: dict[str, list[float]] = {name: [] for name in models}
+    names = list(models)
     for s in range(warmup + len(data) // batch):
         x = data[(s * batch) % len(data):][:batch]
-        t0 = time.perf_counter()
-        loss = loss_fn(model, x)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if data.is_cuda:
-            torch.cuda.synchronize()
-        if s >= warmup:
-            times.append(time.perf_counter() - t0)
-    return 1e3 * sorted(times)[len(times) // 2]
+        shift = s % len(names)
+        for name in names[shift:] + names[:shift]:
+            model, optimizer = models[name], optimizers[name]
+            t0 = time.perf_counter()
+            loss = loss_fn(model, x)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if data.is_cuda:
+                torch.cuda.synchronize()
+            if s >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    return {name: 1e3 * sorted(t)[len(t) // 2] for name, t in times.items()}
 
 
 def run(device: str = "cpu", batch: int = 512, steps_per_epoch: int = 20, seed: int = 0,
@@ -83,14 +91,12 @@ def run(device: str = "cpu", batch: int = 512, steps_per_epoch: int = 20, seed: 
     data = 1.5 * torch.randn(batch * steps_per_epoch, FEATURES, generator=torch.Generator().manual_seed(seed))
     models = {"mfkernels": template, "twin": _mfk_stack(reference.rq_spline), "nflows": _nflows_stack(template)}
     models["twin"].load_state_dict(template.state_dict())
-    rows = []
-    for name, model in models.items():
-        if model is None:
-            continue
-        if progress:
-            progress(name)
-        rows.append({"flow": f"{LAYERS}x RQ coupling (D={FEATURES}, K={BINS}, hidden={HIDDEN})", "impl": name,
-                     "batch": batch, "step_ms": step_ms(model.to(device), data.to(device), batch, warmup=3)})
+    if progress:
+        progress(", ".join(name for name, model in models.items() if model is not None))
+    timed = interleaved_step_ms({name: model.to(device) for name, model in models.items() if model is not None},
+                                data.to(device), batch, warmup=3)
+    rows = [{"flow": f"{LAYERS}x RQ coupling (D={FEATURES}, K={BINS}, hidden={HIDDEN})", "impl": name,
+             "batch": batch, "step_ms": ms} for name, ms in timed.items()]
     base = rows[0]["step_ms"]
     for row in rows:
         row["relative_to_mfkernels"] = row["step_ms"] / base

@@ -22,7 +22,7 @@ import copy
 import torch
 
 from . import flows, reference
-from .bench_flows import step_ms
+from .bench_flows import interleaved_step_ms
 from .metrics import time_gram_density
 from .models import build_model
 
@@ -111,12 +111,9 @@ def dnf_training_rows(device: str = "cpu", quick: bool = False, seed: int = 0) -
         data = torch.randn(batch * steps, D, generator=torch.Generator().manual_seed(seed))
         impls = {"mfkernels": ours, "nflows": _nflows_split_flow(ours)}
         case = f"DNF training step, {layers}+{inner} RQ layers, D={D}, d={d}, batch {batch}"
-        timed = {}
-        for name, model in impls.items():
-            if model is None:
-                continue
-            torch.manual_seed(seed)
-            timed[name] = step_ms(model.to(device).train(), data.to(device), batch, warmup=3, loss_fn=_dnf_loss)
+        torch.manual_seed(seed)
+        timed = interleaved_step_ms({name: model.to(device).train() for name, model in impls.items() if model is not None},
+                                    data.to(device), batch, warmup=3, loss_fn=_dnf_loss)
         for name, ms in timed.items():
             rows.append({"case": case, "impl": name, "step_ms": ms, "steps_per_s": 1e3 / ms,
                          "speedup_vs_nflows": timed.get("nflows", float("nan")) / ms})
@@ -235,10 +232,9 @@ def pixel_rejection_rows(device: str = "cpu", quick: bool = False, seed: int = 0
 
 
 def _timed_rows(case, impls, data, batch, device, seed, baseline) -> list[dict]:
-    timed = {}
-    for name, model in impls.items():
-        torch.manual_seed(seed)
-        timed[name] = step_ms(model.to(device).train(), data.to(device), batch, warmup=3, loss_fn=_model_loss)
+    torch.manual_seed(seed)
+    timed = interleaved_step_ms({name: model.to(device).train() for name, model in impls.items()}, data.to(device),
+                                batch, warmup=3, loss_fn=_model_loss)
     return [{"case": case, "impl": name, "step_ms": ms, "steps_per_s": 1e3 / ms, "baseline": baseline,
              "speedup_vs_baseline": timed[baseline] / ms} for name, ms in timed.items()]
 

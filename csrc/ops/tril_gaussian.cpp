@@ -77,35 +77,60 @@ Tensor solve_transposed_rows(const Tensor& T, const Tensor& w) {
   return at::linalg_solve_triangular(T.t(), w.t(), /*upper=*/true).t().contiguous();
 }
 
-// Both products below have a lower-triangular factor or result, so block row i (rows r0..r1) only needs
-// columns < r1: at D = 1024 in blocks of 128 that is 40% of a dense mm (lower_gram); the backward's
-// products keep to the lower triangle the same way.
+// ---- Blocked dense linear algebra for D >= 2 * kBlockRows ----
+// Everything below runs in kBlockRows x kBlockRows blocks so that the work is GEMMs that skip the zero
+// blocks of the triangular operands (MKL's potrf / trsm reach about a third of its GEMM rate at D = 1024
+// on the 2-core CI machine, and far less on 128 x 128 blocks). A is read through its lower triangle
+// only: the blocks strictly below the diagonal are used as they are, the diagonal blocks through small
+// tril copies, so no D x D copy of tril(A) is made (fresh D x D buffers cost page faults: about 1 ms
+// each on that machine).
 constexpr int64_t kBlockRows = 128;
 
-// The lower triangle of T T^T + diag(shift) for lower-triangular T (the upper one is left as the block
-// products leave it: the Cholesky below reads the lower triangle only, so no symmetrising copies).
-Tensor lower_gram(const Tensor& T, const Tensor& shift) {
-  const int64_t D = T.size(0);
-  if (D < 2 * kBlockRows) return at::addmm(at::diag_embed(shift), T, T.t());
-  // not zero-filled: every lower-triangle entry is written by a block product; the rest is never read
-  Tensor out = at::empty({D, D}, T.options());
-  for (int64_t r0 = 0; r0 < D; r0 += kBlockRows) {
-    const int64_t r1 = std::min(D, r0 + kBlockRows);
-    Tensor leading = T.slice(0, 0, r1).slice(1, 0, r1);
-    Tensor block = out.slice(0, r0, r1).slice(1, 0, r1);
-    at::mm_out(block, leading.slice(0, r0, r1), leading.t());
+bool blocked(int64_t D) { return D >= 2 * kBlockRows; }
+
+int64_t block_count(int64_t D) { return (D + kBlockRows - 1) / kBlockRows; }
+
+// Rows (or columns) [begin, end) of block i.
+std::pair<int64_t, int64_t> block_range(int64_t i, int64_t D) {
+  return {i * kBlockRows, std::min(D, (i + 1) * kBlockRows)};
+}
+
+Tensor block(const Tensor& T, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  return T.slice(0, r0, r1).slice(1, c0, c1);
+}
+
+// tril of A's diagonal blocks: the only places where L = tril(A) differs from A block-wise.
+std::vector<Tensor> lower_diagonal_blocks(const Tensor& A) {
+  const int64_t D = A.size(0);
+  std::vector<Tensor> blocks;
+  for (int64_t i = 0; i < block_count(D); ++i) {
+    auto [i0, i1] = block_range(i, D);
+    blocks.push_back(at::tril(block(A, i0, i1, i0, i1)));
+  }
+  return blocks;
+}
+
+// The lower triangle of L L^T + diag(shift), L = tril(A), by block columns: column block j of L L^T is
+// L[j:, :j1] L[j, :j1]^T, split into the strictly lower part of A (columns < j0) and the diagonal block.
+// The blocks above the diagonal are left unwritten: the Cholesky below never reads them.
+Tensor lower_gram(const Tensor& A, const std::vector<Tensor>& diagonal, const Tensor& shift) {
+  const int64_t D = A.size(0);
+  Tensor out = at::empty({D, D}, A.options());
+  for (int64_t j = 0; j < block_count(D); ++j) {
+    auto [j0, j1] = block_range(j, D);
+    Tensor top = block(out, j0, j1, j0, j1), below = block(out, j1, D, j0, j1);
+    if (j0 > 0) {
+      Tensor column = block(out, j0, D, j0, j1);
+      at::mm_out(column, block(A, j0, D, 0, j0), block(A, j0, j1, 0, j0).t());
+      top.addmm_(diagonal[j], diagonal[j].t());
+      if (j1 < D) below.addmm_(block(A, j1, D, j0, j1), diagonal[j].t());
+    } else {
+      at::mm_out(top, diagonal[j], diagonal[j].t());
+      if (j1 < D) at::mm_out(below, block(A, j1, D, j0, j1), diagonal[j].t());
+    }
   }
   out.diagonal().add_(shift);
   return out;
-}
-
-// Lower Cholesky factor C of a matrix whose lower triangle is given, row-major without a transposing
-// copy: LAPACK writes column-major, so factor the transpose view as upper (same lower triangle read)
-// and C = U^T is then row-major as it comes.
-std::tuple<Tensor, Tensor> lower_cholesky_row_major(const Tensor& cov) {
-  auto [U, info] = at::linalg_cholesky_ex(cov.t(), /*upper=*/true);
-  Tensor C = U.t();
-  return {C.is_contiguous() ? C : C.contiguous(), info};
 }
 
 // Inverse of a small lower-triangular block, so the substitutions around it become GEMMs.
@@ -114,147 +139,182 @@ Tensor lower_block_inverse(const Tensor& T) {
 }
 
 // Lower Cholesky factor of S (row-major, lower triangle valid) in S's own storage: right-looking by
-// blocks of kBlockRows, b x b factorisations through ATen and everything else GEMMs (the panel through
-// the inverted diagonal block, the trailing update on and below the diagonal blocks only). It avoids
-// LAPACK's column-major copy and ATen's zeroing pass over the other triangle, which together cost about
-// as much as potrf itself at D = 1024. Returns (C, info), info > 0 where a block failed to factor.
-std::tuple<Tensor, Tensor> blocked_cholesky_(Tensor& S) {
+// blocks, b x b factorisations through ATen and everything else GEMMs (the panel through the inverted
+// diagonal block, the trailing update on and below the diagonal blocks only). Returns info (> 0 where a
+// block failed to factor) and fills `inverses` with the inverted diagonal blocks of the factor.
+Tensor blocked_cholesky_(Tensor& S, std::vector<Tensor>& inverses) {
   const int64_t D = S.size(0);
-  if (D < 2 * kBlockRows) return lower_cholesky_row_major(S);
   Tensor info = at::zeros({}, S.options().dtype(at::kInt));
-  for (int64_t k0 = 0; k0 < D; k0 += kBlockRows) {
-    const int64_t k1 = std::min(D, k0 + kBlockRows);
-    Tensor diagonal = S.slice(0, k0, k1).slice(1, k0, k1);
+  Tensor scratch = at::empty({D - kBlockRows, kBlockRows}, S.options());  // one panel buffer for all steps
+  for (int64_t k = 0; k < block_count(D); ++k) {
+    auto [k0, k1] = block_range(k, D);
+    Tensor diagonal = block(S, k0, k1, k0, k1);
     auto [factor, block_info] = at::linalg_cholesky_ex(diagonal);
     info = at::maximum(info, block_info);
     diagonal.copy_(factor);
+    inverses.push_back(lower_block_inverse(factor));
     if (k1 == D) break;
-    Tensor inverse = lower_block_inverse(factor);
-    Tensor panel = S.slice(0, k1, D).slice(1, k0, k1);
-    Tensor solved = at::mm(panel, inverse.t());  // S_ik C_kk^-T
+    Tensor panel = block(S, k1, D, k0, k1);
+    Tensor solved = scratch.slice(0, 0, D - k1);
+    at::mm_out(solved, panel, inverses.back().t());  // S_ik C_kk^-T
     panel.copy_(solved);
-    for (int64_t i0 = k1; i0 < D; i0 += kBlockRows) {
-      const int64_t i1 = std::min(D, i0 + kBlockRows);
-      S.slice(0, i0, i1).slice(1, k1, i1).addmm_(solved.slice(0, i0 - k1, i1 - k1), solved.slice(0, 0, i1 - k1).t(),
-                                                 /*beta=*/1, /*alpha=*/-1);
+    for (int64_t i = k + 1; i < block_count(D); ++i) {
+      auto [i0, i1] = block_range(i, D);
+      block(S, i0, i1, k1, i1).addmm_(solved.slice(0, i0 - k1, i1 - k1), solved.slice(0, 0, i1 - k1).t(), 1, -1);
     }
   }
-  return {S.tril_(), info};
+  for (int64_t i = 0; i + 1 < block_count(D); ++i) {  // the upper blocks were never written
+    auto [i0, i1] = block_range(i, D);
+    S.slice(0, i0, i1).slice(1, i1, D).zero_();
+  }
+  for (int64_t i = 0; i < block_count(D); ++i) {
+    auto [i0, i1] = block_range(i, D);
+    block(S, i0, i1, i0, i1).tril_();
+  }
+  return info;
 }
 
-// Inverses of C's kBlockRows x kBlockRows diagonal blocks, so each substitution step below is GEMMs.
-std::vector<Tensor> diagonal_block_inverses(const Tensor& C) {
+// Rows W = Z C^-T (w_n = C^-1 z_n) by forward substitution over block columns.
+Tensor solve_rows_blocked(const Tensor& C, const Tensor& Z, const std::vector<Tensor>& inverses) {
   const int64_t D = C.size(0);
-  std::vector<Tensor> inverses;
-  for (int64_t i0 = 0; i0 < D; i0 += kBlockRows) {
-    const int64_t i1 = std::min(D, i0 + kBlockRows);
-    inverses.push_back(lower_block_inverse(C.slice(0, i0, i1).slice(1, i0, i1)));
+  Tensor W = at::empty_like(Z, at::MemoryFormat::Contiguous);
+  for (int64_t i = 0; i < block_count(D); ++i) {
+    auto [i0, i1] = block_range(i, D);
+    Tensor rhs = Z.slice(1, i0, i1);
+    if (i0 > 0) rhs = at::addmm(rhs, W.slice(1, 0, i0), block(C, i0, i1, 0, i0).t(), 1, -1);
+    Tensor out = W.slice(1, i0, i1);
+    at::mm_out(out, rhs, inverses[i].t());
   }
-  return inverses;
+  return W;
 }
 
-// Y = C^-1 T for lower-triangular C and T (Y is lower triangular too): forward substitution by block
-// rows, one GEMM each (its zero upper blocks included) and one with the inverted diagonal block.
-Tensor lower_solve_lower(const Tensor& C, const Tensor& T, const std::vector<Tensor>& diagonal_inverses) {
-  const int64_t D = T.size(0);
-  Tensor Y = at::zeros_like(T, at::MemoryFormat::Contiguous);  // its upper triangle is read as zeros
-  for (int64_t i0 = 0, i = 0; i0 < D; i0 += kBlockRows, ++i) {
-    const int64_t i1 = std::min(D, i0 + kBlockRows);
-    Tensor rhs = T.slice(0, i0, i1).slice(1, 0, i1);
-    if (i0 > 0) rhs = at::addmm(rhs, C.slice(0, i0, i1).slice(1, 0, i0), Y.slice(0, 0, i0).slice(1, 0, i1), 1, -1);
-    Tensor block = Y.slice(0, i0, i1).slice(1, 0, i1);
-    at::mm_out(block, diagonal_inverses[i], rhs);
-  }
-  return Y;
-}
-
-// tril(Sigma^-1 T) = tril(C^-T C^-1 T) for lower-triangular T, Sigma = C C^T, without forming Sigma^-1:
-// Y = C^-1 T (lower_solve_lower), then tril(C^-T Y) needs only the lower parts of the rows below (back
-// substitution by block rows, D^3/6 multiply-adds). About half the flops of cholesky_inverse +
-// tril(Sigma^-1 T), and all in GEMMs.
-Tensor lower_precision_product(const Tensor& C, const Tensor& T, const std::vector<Tensor>& diagonal_inverses) {
-  const int64_t D = T.size(0);
-  if (D < 2 * kBlockRows) {
-    Tensor Y = at::linalg_solve_triangular(C, T, /*upper=*/false);
-    return at::linalg_solve_triangular(C.t(), Y, /*upper=*/true).tril_();
-  }
-  Tensor Y = lower_solve_lower(C, T, diagonal_inverses);
-  Tensor Z = at::empty_like(T, at::MemoryFormat::Contiguous);  // written on and below the diagonal blocks
-  const int64_t nb = static_cast<int64_t>(diagonal_inverses.size());
-  for (int64_t i = nb - 1; i >= 0; --i) {
-    const int64_t i0 = i * kBlockRows, i1 = std::min(D, i0 + kBlockRows);
-    Tensor rhs = Y.slice(0, i0, i1).slice(1, 0, i1);
-    if (i1 < D) rhs = at::addmm(rhs, C.slice(0, i1, D).slice(1, i0, i1).t(), Z.slice(0, i1, D).slice(1, 0, i1), 1, -1);
-    Tensor block = Z.slice(0, i0, i1).slice(1, 0, i1);
-    at::mm_out(block, diagonal_inverses[i].t(), rhs);
-  }
-  return Z.tril_();
-}
-
-// tr(Sigma^-1) = |C^-1|_F^2, C^-1 by the same block substitution (cholesky_inverse costs ~3x more here).
-Tensor precision_trace(const Tensor& C, const std::vector<Tensor>& diagonal_inverses) {
+// Rows alpha_n = C^-T w_n (as rows: Alpha = W C^-1) by back substitution over block columns.
+Tensor solve_transposed_rows_blocked(const Tensor& C, const Tensor& W, const std::vector<Tensor>& inverses) {
   const int64_t D = C.size(0);
-  if (D < 2 * kBlockRows) return at::cholesky_inverse(C).diagonal().sum();
-  return lower_solve_lower(C, at::eye(D, C.options()), diagonal_inverses).square().sum();
-}
-
-// tril(R^T X) for R, X rows (N, D): only the block columns on and below the diagonal.
-Tensor lower_cross(const Tensor& R, const Tensor& X) {
-  const int64_t D = R.size(1);
-  if (D < 2 * kBlockRows) return at::mm(R.t(), X).tril_();
-  Tensor out = at::empty({D, D}, R.options());
-  for (int64_t i0 = 0; i0 < D; i0 += kBlockRows) {
-    const int64_t i1 = std::min(D, i0 + kBlockRows);
-    Tensor block = out.slice(0, i0, i1).slice(1, 0, i1);
-    at::mm_out(block, R.slice(1, i0, i1).t(), X.slice(1, 0, i1));
+  Tensor alpha = at::empty_like(W, at::MemoryFormat::Contiguous);
+  for (int64_t i = block_count(D) - 1; i >= 0; --i) {
+    auto [i0, i1] = block_range(i, D);
+    Tensor rhs = W.slice(1, i0, i1);
+    if (i1 < D) rhs = at::addmm(rhs, alpha.slice(1, i1, D), block(C, i1, D, i0, i1), 1, -1);
+    Tensor out = alpha.slice(1, i0, i1);
+    at::mm_out(out, rhs, inverses[i]);
   }
-  return out.tril_();
+  return alpha;
 }
 
-// R T for rows R (N, D) and lower-triangular T: column block j only meets rows >= j0 of T.
-Tensor rows_times_lower(const Tensor& R, const Tensor& T) {
-  const int64_t D = T.size(0);
-  if (D < 2 * kBlockRows) return at::mm(R, T);
+// R <- C^-1 R in place for lower-triangular R (the result is lower triangular too), right-looking: block
+// row k is finished by its inverted diagonal block, then removed from the rows below (one GEMM over the
+// columns it can touch, < k1). `scratch` is a (kBlockRows, D) buffer.
+void forward_substitute_lower_(const Tensor& C, Tensor& R, const std::vector<Tensor>& inverses, Tensor& scratch) {
+  const int64_t D = C.size(0);
+  for (int64_t k = 0; k < block_count(D); ++k) {
+    auto [k0, k1] = block_range(k, D);
+    Tensor row = block(R, k0, k1, 0, k1), finished = block(scratch, 0, k1 - k0, 0, k1);
+    at::mm_out(finished, inverses[k], row);
+    row.copy_(finished);
+    if (k1 < D) block(R, k1, D, 0, k1).addmm_(block(C, k1, D, k0, k1), row, 1, -1);
+  }
+}
+
+// Y <- tril(C^-T Y) in place on and below the diagonal blocks (the strictly upper blocks are not
+// touched): back substitution by block rows, each needing only the lower parts of the rows below.
+void back_substitute_lower_(const Tensor& C, Tensor& Y, const std::vector<Tensor>& inverses, Tensor& scratch) {
+  const int64_t D = C.size(0);
+  for (int64_t i = block_count(D) - 1; i >= 0; --i) {
+    auto [i0, i1] = block_range(i, D);
+    Tensor row = block(Y, i0, i1, 0, i1), finished = block(scratch, 0, i1 - i0, 0, i1);
+    if (i1 < D) row.addmm_(block(C, i1, D, i0, i1).t(), block(Y, i1, D, 0, i1), 1, -1);
+    at::mm_out(finished, inverses[i].t(), row);
+    row.copy_(finished);
+  }
+}
+
+// tr(Sigma^-1) = |C^-1|_F^2, C^-1 by the same forward substitution (cholesky_inverse costs ~3x more here).
+Tensor precision_trace(const Tensor& C, const std::vector<Tensor>& inverses, Tensor& scratch) {
+  Tensor inverse = at::eye(C.size(0), C.options());
+  forward_substitute_lower_(C, inverse, inverses, scratch);
+  return inverse.square().sum();
+}
+
+// R L for rows R (N, D), L = tril(A): column block j only meets rows >= j0 of L.
+Tensor rows_times_lower(const Tensor& R, const Tensor& A, const std::vector<Tensor>& diagonal) {
+  const int64_t D = A.size(0);
   Tensor out = at::empty({R.size(0), D}, R.options());
-  for (int64_t j0 = 0; j0 < D; j0 += kBlockRows) {
-    const int64_t j1 = std::min(D, j0 + kBlockRows);
-    Tensor block = out.slice(1, j0, j1);
-    at::mm_out(block, R.slice(1, j0, D), T.slice(0, j0, D).slice(1, j0, j1));
+  for (int64_t j = 0; j < block_count(D); ++j) {
+    auto [j0, j1] = block_range(j, D);
+    Tensor column = out.slice(1, j0, j1);
+    at::mm_out(column, R.slice(1, j0, j1), diagonal[j]);
+    if (j1 < D) column.addmm_(R.slice(1, j1, D), block(A, j1, D, j0, j1));
   }
   return out;
 }
+
+// ---- The ops ----
 
 std::tuple<Tensor, Tensor, Tensor> noisy_forward(const Tensor& z, const Tensor& A, const Tensor& sigma) {
   check_rows_and_scale(z, A, kNoisyForward, {{&sigma, "sigma"}});
   TORCH_CHECK(sigma.dim() == 0, kNoisyForward, ": argument 'sigma' must be a 0-dim tensor, got ", sigma.sym_sizes());
   const int64_t D = z.size(1);
-  Tensor L = at::tril(A);
-  Tensor cov = lower_gram(L, sigma.square().expand({D}));
-  auto [C, info] = blocked_cholesky_(cov);
-  Tensor w = solve_rows(C, z);
+  Tensor C, info, w;
+  if (blocked(D)) {
+    C = lower_gram(A, lower_diagonal_blocks(A), sigma.square().expand({D}));
+    std::vector<Tensor> inverses;
+    info = blocked_cholesky_(C, inverses);
+    w = solve_rows_blocked(C, z, inverses);
+  } else {
+    Tensor L = at::tril(A);
+    Tensor cov = at::addmm(at::diag_embed(sigma.square().expand({D})), L, L.t());
+    // LAPACK writes column-major: factor the transpose view as upper (the same lower triangle is read),
+    // then C = U^T is row-major as it comes
+    auto [U, factor_info] = at::linalg_cholesky_ex(cov.t(), /*upper=*/true);
+    C = U.t().contiguous();
+    info = factor_info;
+    w = solve_rows(C, z);
+  }
   Tensor log_prob = -0.5 * w.square().sum(1) - C.diagonal().log().sum() - half_log_2pi_times(D);
   // Sigma >= sigma^2 I always factors; only non-finite A or sigma get here: NaN, not a number.
   log_prob = at::where(info == 0, log_prob, at::full({}, NAN, log_prob.options()));
   return {log_prob, C, w};
 }
 
+// d/dL = tril(M L) = tril(alpha^T (g alpha L)) - G tril(Sigma^-1 L), the second as tril(C^-T C^-1 (-G L))
+// by two in-place substitutions in the buffer that becomes grad_A (no explicit Sigma^-1).
 std::tuple<Tensor, Tensor, Tensor> noisy_backward(const Tensor& grad, const Tensor& A, const Tensor& sigma,
                                                   const Tensor& C, const Tensor& w, bool sigma_grad) {
   check_rows_and_scale(w, A, kNoisyBackward, {{&sigma, "sigma"}, {&C, "C"}});
   check_per_row(w, grad, "grad", kNoisyBackward);
   check_shape(C, "C", A.sym_sizes(), "A's shape", kNoisyBackward);
-  Tensor alpha = solve_transposed_rows(C, w);
+  const int64_t D = A.size(0);
   Tensor G = grad.sum();
-  Tensor L = at::tril(A);
-  // d/dL = tril(M L), M = sum_n g_n alpha_n alpha_n^T - G Sigma^-1, as two lower-triangular pieces:
-  // tril(alpha^T (g alpha L)) and tril(Sigma^-1 L) (no explicit Sigma^-1; see lower_precision_product)
-  Tensor g_alpha = alpha * grad.unsqueeze(1);
-  Tensor grad_A = lower_cross(alpha, rows_times_lower(g_alpha, L));
-  const int64_t D = L.size(0);
-  const std::vector<Tensor> diagonal_inverses = D < 2 * kBlockRows ? std::vector<Tensor>{} : diagonal_block_inverses(C);
-  grad_A.sub_(lower_precision_product(C, L, diagonal_inverses).mul_(G));
+  Tensor alpha, grad_A, trace;
+  if (blocked(D)) {
+    std::vector<Tensor> inverses;
+    for (int64_t i = 0; i < block_count(D); ++i) {
+      auto [i0, i1] = block_range(i, D);
+      inverses.push_back(lower_block_inverse(block(C, i0, i1, i0, i1)));
+    }
+    alpha = solve_transposed_rows_blocked(C, w, inverses);
+    Tensor g_alpha_L = rows_times_lower(alpha * grad.unsqueeze(1), A, lower_diagonal_blocks(A));
+    Tensor scratch = at::empty({kBlockRows, D}, A.options());
+    grad_A = at::tril(A).mul_(G.neg());
+    forward_substitute_lower_(C, grad_A, inverses, scratch);
+    back_substitute_lower_(C, grad_A, inverses, scratch);
+    for (int64_t i = 0; i < block_count(D); ++i) {
+      auto [i0, i1] = block_range(i, D);
+      block(grad_A, i0, i1, 0, i1).addmm_(alpha.slice(1, i0, i1).t(), g_alpha_L.slice(1, 0, i1));
+      block(grad_A, i0, i1, i0, i1).tril_();
+    }
+    if (sigma_grad) trace = precision_trace(C, inverses, scratch);
+  } else {
+    alpha = solve_transposed_rows(C, w);
+    Tensor L = at::tril(A);
+    Tensor precision_L = at::linalg_solve_triangular(C.t(), at::linalg_solve_triangular(C, L, /*upper=*/false),
+                                                     /*upper=*/true);
+    grad_A = at::mm(alpha.t(), at::mm(alpha * grad.unsqueeze(1), L)).sub_(precision_L.mul_(G)).tril_();
+    if (sigma_grad) trace = at::cholesky_inverse(C).diagonal().sum();
+  }
   // d/dsigma = sigma tr(M) needs tr(Sigma^-1), another substitution: only when sigma wants a gradient
-  Tensor grad_sigma = sigma_grad ? sigma * ((g_alpha * alpha).sum() - G * precision_trace(C, diagonal_inverses))
+  Tensor grad_sigma = sigma_grad ? sigma * ((alpha.square() * grad.unsqueeze(1)).sum() - G * trace)
                                  : at::zeros_like(sigma);
   return {alpha.mul_(grad.neg().unsqueeze(1)), grad_A, grad_sigma};
 }

@@ -120,8 +120,9 @@ class SpreadFlow(Model):
         return self.prior_log_prob(self.flow(x)[0])
 
     def prior_log_prob(self, z: Tensor) -> Tensor:
-        """log N(z; 0, AAᵀ + σ_Z² I) (eq 12)."""
-        return ops.tril_gaussian_log_prob(z, self.prior_factor(), self.config.prior_noise_std)
+        """log N(z; 0, AAᵀ + σ_Z² I) (eq 12). The op reads A's lower triangle only (its gradient is zero
+        above), so A goes in as it is: a tril copy and its backward, two D x D passes, are saved."""
+        return ops.tril_gaussian_log_prob(z, self.A, self.config.prior_noise_std)
 
     def loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         self._check_input(x)
