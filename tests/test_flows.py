@@ -79,6 +79,34 @@ def test_layer_equals_the_op_on_its_transformed_half(gen):
     torch.testing.assert_close(logabsdet, expected_logabsdet)
 
 
+@pytest.mark.parametrize("features", [6, (4, 3, 3)])
+@pytest.mark.parametrize("even", [True, False])
+@pytest.mark.parametrize("kind", ["affine", "spline"])
+def test_alternating_split_by_views_equals_the_index_split(features, even, kind, gen):
+    """Alternating masks split by views and merge by a stack (identity_slot); any other mask by
+    index_select / index_put. Both must give the same values and gradients, forward and inverse."""
+    n = features if isinstance(features, int) else features[0]
+    make = flows.AffineCoupling if kind == "affine" else flows.RQSplineCoupling
+    fast = make(features, mask=flows.alternating_mask(n, even=even), hidden_features=8).double()
+    randomise(fast, gen)
+    slow = make(features, mask=flows.alternating_mask(n, even=even), hidden_features=8).double()
+    slow.load_state_dict(fast.state_dict())
+    assert fast.identity_slot == (0 if even else 1)
+    slow.identity_slot = None
+    shape = (5, features) if isinstance(features, int) else (5, *features)
+    x = torch.randn(shape, dtype=torch.float64, generator=gen, requires_grad=True)
+    for direction in ("forward", "inverse"):
+        outs = [getattr(layer, direction)(x) for layer in (fast, slow)]
+        for a, b in zip(*outs):
+            torch.testing.assert_close(a, b)
+        weights = torch.randn(shape, dtype=torch.float64, generator=gen)
+        grads = [torch.autograd.grad((out[0] * weights).sum() + out[1].sum(), [x, *layer.parameters()])
+                 for out, layer in zip(outs, (fast, slow))]
+        for a, b in zip(*grads):
+            torch.testing.assert_close(a, b)
+    assert make(n, mask=torch.arange(n) < n // 2).identity_slot is None  # a half split takes the index path
+
+
 def test_forward_mode_jacobian_of_the_inverse_stack(gen):
     """jacfwd through layers built on the ops: the generator Jacobian M-flow's density needs."""
     flow = stack(4)

@@ -165,11 +165,11 @@ def test_opcheck_all_kernels(dtype, device, gen):
     A = scale(4, gen, device, dtype)
     sigma = torch.tensor(0.2, dtype=dtype, device=device)
     grad = torch.randn(5, dtype=dtype, generator=gen).to(device)
-    _, C, w = torch.ops.mfkernels.tril_gaussian_noisy_forward(z, A, sigma)
+    _, C, w, C_block_inv = torch.ops.mfkernels.tril_gaussian_noisy_forward(z, A, sigma)
     _, w0 = torch.ops.mfkernels.tril_gaussian_triangular_forward(z, A)
     for op, args in [
         (torch.ops.mfkernels.tril_gaussian_noisy_forward, (z, A, sigma)),
-        (torch.ops.mfkernels.tril_gaussian_noisy_backward, (grad, A, sigma, C, w)),
+        (torch.ops.mfkernels.tril_gaussian_noisy_backward, (grad, A, sigma, C, w, C_block_inv)),
         (torch.ops.mfkernels.tril_gaussian_triangular_forward, (z, A)),
         (torch.ops.mfkernels.tril_gaussian_triangular_backward, (grad, A, w0)),
         (torch.ops.mfkernels.tril_gaussian_noisy_jvp, (torch.randn_like(z), torch.randn_like(A), sigma * 0.3, A, sigma, C, w)),
@@ -217,8 +217,12 @@ def test_bad_inputs_raise_clear_errors(gen):
         tril_gaussian_log_prob(z, A.float())
     with pytest.raises(ValueError, match="'rank_tol' must be a float in"):
         tril_gaussian_log_prob(z, A, rank_tol=2.0)
-    with pytest.raises(RuntimeError, match="'C' must be float32 or float64|argument 'grad' must have shape"):
-        torch.ops.mfkernels.tril_gaussian_noisy_backward(z[:2, 0], A, torch.tensor(0.1, dtype=torch.float64), A, z)
+    sigma = torch.tensor(0.1, dtype=torch.float64)
+    _, C, w, C_block_inv = torch.ops.mfkernels.tril_gaussian_noisy_forward(z, A, sigma)
+    with pytest.raises(RuntimeError, match="argument 'grad' must have shape"):
+        torch.ops.mfkernels.tril_gaussian_noisy_backward(z[:2, 0], A, sigma, C, w, C_block_inv)
+    with pytest.raises(RuntimeError, match=r"argument 'C_block_inv' must have shape \(ceil\(D / 128\), 128, 128\)"):
+        torch.ops.mfkernels.tril_gaussian_noisy_backward(z[:, 0], A, sigma, C, w, C_block_inv[:, :4, :4])
 
 
 @pytest.mark.parametrize("sigma", [0.3, 0.0])

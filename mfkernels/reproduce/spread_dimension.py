@@ -89,15 +89,20 @@ def _one(name: str, out: Path, r: Recipe, seed: int, device: str | None, progres
         projected = model.project(test - mean) + mean
     estimated = model.intrinsic_dimension()
     ratios = (spectrum[:-1] / spectrum[1:]).tolist()
-    sample_distance = data.distance(samples).double()
+    # a prior draw far out in the tail can leave the inverse couplings' exp range: such a sample is
+    # infinitely far (counted, and kept in the order statistics as inf) instead of a NaN distance
+    finite = samples.isfinite().all(1)
+    sample_distance = torch.full((len(samples),), math.inf, dtype=torch.float64)
+    sample_distance[finite] = data.distance(samples[finite]).double()
     result = {
         "true_dimension": data.intrinsic_dim,
         "estimated_dimension": estimated,
         "spectrum": spectrum[:20].tolist(),
         "largest_gap_ratio": max(ratios),
-        # the mean is dominated by the few prior draws beyond the data's latent support, which the
-        # inverse couplings stretch exponentially; the median says where the bulk of samples lie
-        "sample_distance": float(sample_distance.mean()),
+        # the mean (over the finite samples) is dominated by the few prior draws beyond the data's latent
+        # support, which the inverse couplings stretch exponentially; the median says where the bulk lie
+        "sample_distance": float(sample_distance[finite].mean()),
+        "nonfinite_samples": int((~finite).sum()),
         "sample_distance_median": float(sample_distance.median()),
         "sample_distance_q90": float(sample_distance.quantile(0.9)),
         "projected_test_distance": float(data.distance(projected).mean()),
