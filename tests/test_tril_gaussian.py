@@ -178,6 +178,29 @@ def test_opcheck_all_kernels(dtype, device, gen):
         torch.library.opcheck(op, args)
 
 
+@pytest.mark.parametrize("D", [1, 5, 128, 300])
+def test_noisy_forward_factor_and_block_inverses_against_dense_cholesky(D, device, gen):
+    """The saved outputs the backward relies on: C is torch.linalg.cholesky of L L^T + sigma^2 I (lower, its upper
+    triangle zero), w = C^-1 z, and C_block_inv holds the inverses of C's 128 x 128 diagonal blocks (D = 300: two
+    full blocks and one of 44 in the corner of an identity tile)."""
+    z = torch.randn(7, D, dtype=torch.float64, generator=gen).to(device)
+    A, sigma = scale(D, gen, device), 0.3
+    _, C, w, C_block_inv = torch.ops.mfkernels.tril_gaussian_noisy_forward(
+        z, A, torch.tensor(sigma, dtype=torch.float64, device=device))
+    L = torch.tril(A)
+    expected = torch.linalg.cholesky(L @ L.T + sigma**2 * torch.eye(D, dtype=A.dtype, device=device))
+    torch.testing.assert_close(C, expected)
+    assert torch.equal(torch.triu(C, 1), torch.zeros_like(C))
+    torch.testing.assert_close(w, torch.linalg.solve_triangular(expected, z.T, upper=False).T)
+    assert C_block_inv.shape == (math.ceil(D / 128), 128, 128)
+    for i in range(C_block_inv.shape[0]):
+        i0, i1 = 128 * i, min(D, 128 * (i + 1))
+        tile = C_block_inv[i]
+        torch.testing.assert_close(tile[: i1 - i0, : i1 - i0], torch.linalg.inv(expected[i0:i1, i0:i1]))
+        torch.testing.assert_close(tile[i1 - i0:, i1 - i0:], torch.eye(128 - (i1 - i0), dtype=A.dtype, device=device))
+        assert not tile[: i1 - i0, i1 - i0:].any() and not tile[i1 - i0:, : i1 - i0].any()
+
+
 def test_float32_error_is_within_conditioning_bound(device, gen):
     """|A| ~ 1, cond(A) ~ 3: float32 keeps a few eps relative to the log-density's terms (~D)."""
     z = torch.randn(64, 100, dtype=torch.float64, generator=gen).to(device)
