@@ -61,7 +61,7 @@ class MaskedCoupling(Transform):
         n_id, n_tr = len(self.identity_index), len(self.transform_index)
         # An alternating mask over an even count (the default) splits x into two views and merges with
         # one stack, whose backwards are one stack and views: index_select / index_put cost a zero fill
-        # and a scatter each way (16 % of a 4-layer, 1024-feature flow's forward + backward).
+        # and a scatter each way, a visible share of a wide flow's backward.
         self.identity_slot: int | None = None  # where x_id sits in each (even, odd) pair, if alternating
         if n % 2 == 0 and torch.equal(mask, alternating_mask(n, even=bool(mask[0]))):
             self.identity_slot = 0 if bool(mask[0]) else 1
