@@ -71,15 +71,15 @@ def test_float32_error_is_within_conditioning_bound(device, gen):
     assert ((single - exact).abs() / scale).max() < 50 * torch.finfo(torch.float32).eps
 
 
-def test_gradcheck_and_forward_ad(gen):
-    x, loc, W, diag = (t.requires_grad_() for t in problem(4, 6, 3, gen=gen))
+def test_gradcheck_and_forward_ad(device, gen):
+    x, loc, W, diag = (t.requires_grad_() for t in problem(4, 6, 3, gen=gen, device=device))
     assert torch.autograd.gradcheck(lowrank_gaussian_log_prob, (x, loc, W, diag), check_batched_grad=True)
     assert torch.autograd.gradcheck(lowrank_gaussian_log_prob, (x, loc, W, diag), check_forward_ad=True,
                                     check_backward_ad=False, check_undefined_grad=False)
 
 
-def test_jvp_jacfwd_and_vmap_match_the_twin(gen):
-    x, loc, W, diag = problem(4, 6, 3, gen=gen)
+def test_jvp_jacfwd_and_vmap_match_the_twin(device, gen):
+    x, loc, W, diag = problem(4, 6, 3, gen=gen, device=device)
     tangents = tuple(torch.randn_like(t) for t in (x, loc, W, diag))
     _, ours = torch.func.jvp(lowrank_gaussian_log_prob, (x, loc, W, diag), tangents)
     _, twin = torch.func.jvp(reference.lowrank_gaussian_log_prob, (x, loc, W, diag), tangents)
@@ -87,8 +87,8 @@ def test_jvp_jacfwd_and_vmap_match_the_twin(gen):
     for argnum in range(4):
         torch.testing.assert_close(torch.func.jacfwd(lowrank_gaussian_log_prob, argnum)(x, loc, W, diag),
                                    torch.func.jacrev(reference.lowrank_gaussian_log_prob, argnum)(x, loc, W, diag))
-    xs = torch.randn(3, 4, 6, dtype=x.dtype, generator=gen)
-    Ws = torch.randn(3, 6, 3, dtype=x.dtype, generator=gen)
+    xs = torch.randn(3, 4, 6, dtype=x.dtype, generator=gen).to(device)
+    Ws = torch.randn(3, 6, 3, dtype=x.dtype, generator=gen).to(device)
     torch.testing.assert_close(torch.func.vmap(lowrank_gaussian_log_prob, (0, None, None, None))(xs, loc, W, diag),
                                reference.lowrank_gaussian_log_prob(xs, loc, W, diag))
     per_W = torch.func.vmap(lowrank_gaussian_log_prob, (None, None, 0, None))(x, loc, Ws, diag)

@@ -57,30 +57,30 @@ def test_matches_dense_nif_and_torch_distributions(B, P, r, c, device, gen):
     torch.testing.assert_close(ours[0], marginal.log_prob(x.reshape(B, N)), rtol=1e-10, atol=1e-10)
 
 
-def test_gradients_match_the_dense_route_and_gradcheck(gen):
-    args = [t.requires_grad_() for t in layer(3, 4, 6, 2, gen)]
+def test_gradients_match_the_dense_route_and_gradcheck(device, gen):
+    args = [t.requires_grad_() for t in layer(3, 4, 6, 2, gen, device)]
     ours, dense = nif_block(*args), dense_nif(*args)
-    weights = [torch.randn(o.shape, dtype=torch.float64, generator=gen) for o in ours]
+    weights = [torch.randn(o.shape, dtype=torch.float64, generator=gen).to(device) for o in ours]
     got = torch.autograd.grad(sum((o * w).sum() for o, w in zip(ours, weights)), args)
     want = torch.autograd.grad(sum((o * w).sum() for o, w in zip(dense, weights)), args)
     for name, a, e in zip(("x", "A", "b", "log_sigma"), got, want):
         torch.testing.assert_close(a, e, rtol=1e-9, atol=1e-9, msg=f"gradient of {name}")
-    small = [t.detach().clone().requires_grad_() for t in layer(2, 2, 3, 2, gen)]
+    small = [t.detach().clone().requires_grad_() for t in layer(2, 2, 3, 2, gen, device)]
     assert torch.autograd.gradcheck(nif_block, small)
 
 
-def test_broadcast_b_and_scalar_log_sigma(gen):
-    x, A, b, _ = layer(3, 2, 4, 2, gen)
-    per_sample_b = b.expand(3, 2, 4) + 0.1 * torch.randn(3, 2, 4, dtype=torch.float64, generator=gen)
-    shared = torch.tensor(-0.3, dtype=torch.float64)
+def test_broadcast_b_and_scalar_log_sigma(device, gen):
+    x, A, b, _ = layer(3, 2, 4, 2, gen, device)
+    per_sample_b = b.expand(3, 2, 4) + 0.1 * torch.randn(3, 2, 4, dtype=torch.float64, generator=gen).to(device)
+    shared = torch.tensor(-0.3, dtype=torch.float64, device=device)
     ours = nif_block(x, A, per_sample_b, shared)
     want = dense_nif(x, A, per_sample_b, shared.expand(2, 4))
     for got, w in zip(ours, want):
         torch.testing.assert_close(got, w)
 
 
-def test_vmap_over_samples(gen):
-    x, A, b, log_sigma = layer(6, 2, 4, 2, gen)
+def test_vmap_over_samples(device, gen):
+    x, A, b, log_sigma = layer(6, 2, 4, 2, gen, device)
     xs = x.view(2, 3, 2, 4)
     batched = torch.func.vmap(nif_block, (0, None, None, None))(xs, A, b, log_sigma)
     for got, want in zip(batched, nif_block(x, A, b, log_sigma)):
@@ -99,11 +99,11 @@ def test_opcheck(dtype, device, gen):
     torch.library.opcheck(torch.ops.mfkernels.nif_block_jvp, (*dots, A, log_sigma, out[4], *out[2:4], *out[6:]))
 
 
-def test_sample_posterior_has_the_stochastic_inverse_moments(gen):
+def test_sample_posterior_has_the_stochastic_inverse_moments(device, gen):
     """q(z | x) = N(Lambda^-1 u, Lambda^-1) (eq 39): sample mean and covariance of one block."""
-    x, A, b, log_sigma = layer(1, 1, 6, 2, gen)
+    x, A, b, log_sigma = layer(1, 1, 6, 2, gen, device)
     xs = x.expand(20000, 1, 6)
-    z = nif_sample_posterior(xs, A, b, log_sigma, generator=torch.Generator().manual_seed(0))[:, 0]
+    z = nif_sample_posterior(xs, A, b, log_sigma, generator=torch.Generator(device=device).manual_seed(0))[:, 0]
     _, _, _, z_point = nif_block(x, A, b, log_sigma)
     lam = A[0].T @ torch.diag(torch.exp(-2 * log_sigma[0])) @ A[0]
     cov = torch.linalg.inv(lam)
@@ -111,8 +111,8 @@ def test_sample_posterior_has_the_stochastic_inverse_moments(gen):
     torch.testing.assert_close(torch.cov(z.T), cov, rtol=0.05, atol=0.05 * cov.abs().max().item())
 
 
-def test_bad_inputs_raise_clear_errors(gen):
-    x, A, b, log_sigma = layer(2, 3, 4, 2, gen)
+def test_bad_inputs_raise_clear_errors(device, gen):
+    x, A, b, log_sigma = layer(2, 3, 4, 2, gen, device)
     with pytest.raises(ValueError, match=r"'x' must be \(B, P, r\) = \(B, 3, 4\)"):
         nif_block(x[:, :2], A, b, log_sigma)
     with pytest.raises(ValueError, match="c <= r"):
@@ -127,8 +127,8 @@ def test_bad_inputs_raise_clear_errors(gen):
         nif_block(x, A.float(), b, log_sigma)
 
 
-def test_rank_deficient_block_gives_nan_manifold_term_but_finite_marginal(gen):
-    x, A, b, log_sigma = layer(3, 2, 4, 2, gen)
+def test_rank_deficient_block_gives_nan_manifold_term_but_finite_marginal(device, gen):
+    x, A, b, log_sigma = layer(3, 2, 4, 2, gen, device)
     A = A.clone()
     A[0, :, 1] = 0  # block 0 loses a column: Lambda_0 is singular, the marginal stays well defined
     log_px, manifold, z_mean, z_point = nif_block(x, A, b, log_sigma)
@@ -140,11 +140,11 @@ def test_rank_deficient_block_gives_nan_manifold_term_but_finite_marginal(gen):
 
 
 @pytest.mark.parametrize("c", [16, 17])
-def test_fused_and_lapack_paths_have_the_dense_gradients(c, gen):
+def test_fused_and_lapack_paths_have_the_dense_gradients(c, device, gen):
     """Both sides of the fused kernels' c <= 16 limit: gradients of all four outputs vs the dense route."""
-    args = [t.requires_grad_() for t in layer(3, 2, 20, c, gen)]
+    args = [t.requires_grad_() for t in layer(3, 2, 20, c, gen, device)]
     ours, dense = nif_block(*args), dense_nif(*args)
-    weights = [torch.randn(o.shape, dtype=torch.float64, generator=gen) for o in ours]
+    weights = [torch.randn(o.shape, dtype=torch.float64, generator=gen).to(device) for o in ours]
     g_ours = torch.autograd.grad(sum((w * o).sum() for w, o in zip(weights, ours)), args)
     g_dense = torch.autograd.grad(sum((w * o).sum() for w, o in zip(weights, dense)), args)
     for name, a, e in zip(("x", "A", "b", "log_sigma"), g_ours, g_dense):
@@ -152,13 +152,13 @@ def test_fused_and_lapack_paths_have_the_dense_gradients(c, gen):
 
 
 @pytest.mark.parametrize("B,P,r,c", [(3, 4, 6, 2), (2, 2, 20, 17), (0, 2, 4, 1)])
-def test_jvp_matches_the_dense_route(B, P, r, c, gen):
+def test_jvp_matches_the_dense_route(B, P, r, c, device, gen):
     """Forward mode through the compiled nif_block_jvp: torch.func.jvp against the dense implementation
     (autograd's own forward mode through inv/logdet), with tangents in all four inputs, b and log_sigma
     broadcast as the layer passes them."""
-    x, A, b, log_sigma = layer(B, P, r, c, gen)
+    x, A, b, log_sigma = layer(B, P, r, c, gen, device)
     log_sigma = log_sigma[:1]  # (1, r): broadcast over blocks
-    tangents = tuple(torch.randn(t.shape, dtype=torch.float64, generator=gen) for t in (x, A, b, log_sigma))
+    tangents = tuple(torch.randn(t.shape, dtype=torch.float64, generator=gen).to(device) for t in (x, A, b, log_sigma))
     _, ours = torch.func.jvp(nif_block, (x, A, b, log_sigma), tangents)
     _, dense = torch.func.jvp(lambda *a: dense_nif(a[0], a[1], a[2], a[3].expand(P, r)), (x, A, b, log_sigma), tangents)
     for name, got, want in zip(("log_px", "manifold_term", "z_mean", "z_point"), ours, dense):

@@ -192,9 +192,9 @@ def test_batch_sizes_noncontiguous_and_broadcast(device, gen):
         torch.testing.assert_close(a, b.sum(0))
 
 
-def test_opcheck_and_compile(gen):
-    x = inputs((6, 3), "linear", gen)
-    w, h, d = params((6, 3), 4, "linear", gen)
+def test_opcheck_and_compile(device, gen):
+    x = inputs((6, 3), "linear", gen, device=device)
+    w, h, d = params((6, 3), 4, "linear", gen, device=device)
     opts = (True, "linear", BOUND, 1e-3, 1e-3, 1e-3)
     torch.library.opcheck(torch.ops.mfkernels.rq_spline_forward.default, (x, w, h, d, *opts))
     grads = (torch.randn_like(x), torch.randn_like(x))
@@ -208,9 +208,9 @@ def test_opcheck_and_compile(gen):
         torch.testing.assert_close(a, b)
 
 
-def test_bad_input_names_the_argument(gen):
-    x = inputs((4, 3), "linear", gen)
-    w, h, d = params((4, 3), 5, "linear", gen)
+def test_bad_input_names_the_argument(device, gen):
+    x = inputs((4, 3), "linear", gen, device=device)
+    w, h, d = params((4, 3), 5, "linear", gen, device=device)
     with pytest.raises(ValueError, match="unnormalized_derivatives"):
         ops.rq_spline(x, w, h, d[..., :-1])
     with pytest.raises(ValueError, match="unnormalized_derivatives .*6"):
@@ -227,14 +227,14 @@ def test_bad_input_names_the_argument(gen):
         ops.rq_spline(x, w, h, d, min_bin_width=0.3)
     with pytest.raises(RuntimeError, match="tail_bound"):
         ops.rq_spline(x, w, h, d, tail_bound=-1.0)
-    wb, hb, db = params((4, 3), 5, None, gen)
+    wb, hb, db = params((4, 3), 5, None, gen, device=device)
     with pytest.raises(ValueError, match="outside"):
-        ops.rq_spline(3 * BOUND * torch.ones(4, 3, dtype=torch.float64), wb, hb, db, tails=None, tail_bound=BOUND)
+        ops.rq_spline(3 * BOUND * torch.ones(4, 3, dtype=torch.float64, device=device), wb, hb, db, tails=None, tail_bound=BOUND)
 
 
-def test_nan_policy(gen):
-    x = inputs((4, 3), "linear", gen)
-    w, h, d = params((4, 3), 5, "linear", gen)
+def test_nan_policy(device, gen):
+    x = inputs((4, 3), "linear", gen, device=device)
+    w, h, d = params((4, 3), 5, "linear", gen, device=device)
     x[0, 0] = float("nan")  # a NaN input is not inside the interval: identity, logabsdet 0
     w[1, 1, 2] = float("nan")  # a NaN parameter poisons its own element only
     y, ld = ops.rq_spline(x, w, h, d, tail_bound=BOUND)

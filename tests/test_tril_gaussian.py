@@ -51,26 +51,27 @@ def test_values_and_gradients_match_multivariate_normal(B, D, sigma, device, gen
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
-def test_gradcheck_noisy_and_triangular(gen):
-    z = torch.randn(4, 5, dtype=torch.float64, generator=gen, requires_grad=True)
-    A = scale(5, gen).requires_grad_()
-    sigma = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
+def test_gradcheck_noisy_and_triangular(device, gen):
+    z = torch.randn(4, 5, dtype=torch.float64, generator=gen).to(device).requires_grad_()
+    A = scale(5, gen, device).requires_grad_()
+    sigma = torch.tensor(0.4, dtype=torch.float64, device=device, requires_grad=True)
     assert torch.autograd.gradcheck(tril_gaussian_log_prob, (z, A, sigma))
     assert torch.autograd.gradcheck(lambda z, A: tril_gaussian_log_prob(z, A, 0.0), (z, A))
 
 
-def degenerate_problem(gen, D=6, r=2, B=5):
+def degenerate_problem(gen, D=6, r=2, B=5, device="cpu"):
     A = torch.tril(torch.randn(D, D, dtype=torch.float64, generator=gen))
     A[:, r:] = 0  # rank r
     z = torch.randn(B, D, dtype=torch.float64, generator=gen) @ A.T  # on the range of A
-    return z, A
+    return z.to(device), A.to(device)
 
 
-def test_degenerate_case_matches_numpy_pseudo_inverse_and_pseudo_determinant(gen):
-    z, A = degenerate_problem(gen)
+def test_degenerate_case_matches_numpy_pseudo_inverse_and_pseudo_determinant(device, gen):
+    z, A = degenerate_problem(gen, device=device)
     off = z.clone()
-    off[0] += 0.1 * torch.randn(6, dtype=torch.float64, generator=gen)
-    ours = tril_gaussian_log_prob(off, A)
+    off[0] += 0.1 * torch.randn(6, dtype=torch.float64, generator=gen).to(device)
+    ours = tril_gaussian_log_prob(off, A).cpu()
+    off, A = off.cpu(), A.cpu()
     M = (A @ A.T).numpy()
     eig = np.linalg.eigvalsh(M)
     eig = eig[eig > 1e-12 * eig.max()]
@@ -82,12 +83,12 @@ def test_degenerate_case_matches_numpy_pseudo_inverse_and_pseudo_determinant(gen
     assert not torch.isnan(ours).any()
 
 
-def test_degenerate_gradients_match_autograd_through_pinv(gen):
+def test_degenerate_gradients_match_autograd_through_pinv(device, gen):
     """At fixed rank and z on the range, the pseudo-inverse formula differentiated by autograd
     (torch.linalg.pinv, svdvals) is an independent statement of the analytic gradients."""
-    z, A = degenerate_problem(gen)
+    z, A = degenerate_problem(gen, device=device)
     z, A = z.requires_grad_(), A.requires_grad_()
-    weights = torch.randn(5, dtype=torch.float64, generator=gen)
+    weights = torch.randn(5, dtype=torch.float64, generator=gen).to(device)
     got = torch.autograd.grad((tril_gaussian_log_prob(z, A) * weights).sum(), (z, A))
 
     def oracle(z, A):
@@ -103,29 +104,29 @@ def test_degenerate_gradients_match_autograd_through_pinv(gen):
     off[0, 0] += 1.0
     off.requires_grad_()
     (g,) = torch.autograd.grad(tril_gaussian_log_prob(off, A.detach())[1:].sum(), off)  # -inf row unused: 0
-    assert torch.equal(g[0], torch.zeros(6, dtype=torch.float64)) and torch.isfinite(g).all()
+    assert torch.equal(g[0], torch.zeros(6, dtype=torch.float64, device=device)) and torch.isfinite(g).all()
 
 
-def test_sigma_gradient_under_torch_func_and_vmap(gen):
+def test_sigma_gradient_under_torch_func_and_vmap(device, gen):
     """The backward skips tr(Sigma^-1) when sigma needs no gradient (needs_input_grad); under torch.func
     that flag must still see sigma: grad and vmap(grad) against MultivariateNormal, block path (D = 300)."""
-    z = torch.randn(4, 300, dtype=torch.float64, generator=gen)
-    A = scale(300, gen)
-    sigmas = torch.tensor([0.3, 0.7], dtype=torch.float64)
+    z = torch.randn(4, 300, dtype=torch.float64, generator=gen).to(device)
+    A = scale(300, gen, device)
+    sigmas = torch.tensor([0.3, 0.7], dtype=torch.float64, device=device)
     got = torch.func.vmap(torch.func.grad(lambda s: tril_gaussian_log_prob(z, A, s).sum()))(sigmas)
     want = torch.stack([torch.func.grad(lambda s: dense(z, A, s).sum())(s) for s in sigmas])
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
     assert got.abs().min() > 1.0  # a real gradient, not the skipped branch's 0
 
 
-def test_degenerate_tangents_match_forward_mode_through_pinv(gen):
+def test_degenerate_tangents_match_forward_mode_through_pinv(device, gen):
     """The degenerate route's jvp (eager forward AD) against forward-mode AD through the pseudo-inverse
     oracle at fixed rank, and against the analytic reverse-mode gradients dotted with the tangents."""
     import torch.autograd.forward_ad as fwAD
 
-    z, A = degenerate_problem(gen)
+    z, A = degenerate_problem(gen, device=device)
     z_dot = torch.randn_like(z)
-    A_dot = torch.randn(6, 6, dtype=torch.float64, generator=gen)
+    A_dot = torch.randn(6, 6, dtype=torch.float64, generator=gen).to(device)
     A_dot[:, 2:] = 0  # tangents that keep the rank (and range) fixed
     z_dot = z_dot @ A.T  # stays on the range
 
@@ -148,10 +149,10 @@ def test_degenerate_tangents_match_forward_mode_through_pinv(gen):
     assert torch.isnan(t[0]) and torch.isfinite(t[1:]).all()
 
 
-def test_vmap_over_z_and_over_A(gen):
-    A = scale(4, gen)
-    zs = torch.randn(3, 5, 4, dtype=torch.float64, generator=gen)
-    As = torch.stack([scale(4, gen) for _ in range(3)])
+def test_vmap_over_z_and_over_A(device, gen):
+    A = scale(4, gen, device)
+    zs = torch.randn(3, 5, 4, dtype=torch.float64, generator=gen).to(device)
+    As = torch.stack([scale(4, gen, device) for _ in range(3)])
     for sigma in (0.3, 0.0):
         f = lambda z, A: tril_gaussian_log_prob(z, A, sigma)  # noqa: E731
         torch.testing.assert_close(torch.func.vmap(f, (0, None))(zs, A), dense(zs, A, sigma))
@@ -211,10 +212,10 @@ def test_float32_error_is_within_conditioning_bound(device, gen):
         assert ((single - exact).abs() / (exact.abs() + 100)).max() < 100 * torch.finfo(torch.float32).eps
 
 
-def test_torch_compile_fullgraph_matches_eager(gen):
-    z = torch.randn(6, 5, dtype=torch.float64, generator=gen, requires_grad=True)
-    A = scale(5, gen).requires_grad_()
-    sigma = torch.tensor(0.1, dtype=torch.float64, requires_grad=True)
+def test_torch_compile_fullgraph_matches_eager(device, gen):
+    z = torch.randn(6, 5, dtype=torch.float64, generator=gen).to(device).requires_grad_()
+    A = scale(5, gen, device).requires_grad_()
+    sigma = torch.tensor(0.1, dtype=torch.float64, device=device, requires_grad=True)
 
     def loss(z, A, sigma):
         return tril_gaussian_log_prob(z, A, sigma).sum() + tril_gaussian_log_prob(z, A, 0.0).sum()
@@ -226,21 +227,21 @@ def test_torch_compile_fullgraph_matches_eager(gen):
         torch.testing.assert_close(a, b)
 
 
-def test_bad_inputs_raise_clear_errors(gen):
-    z, A = torch.randn(3, 4, dtype=torch.float64), scale(4, gen)
+def test_bad_inputs_raise_clear_errors(device, gen):
+    z, A = torch.randn(3, 4, dtype=torch.float64).to(device), scale(4, gen, device)
     with pytest.raises(ValueError, match=r"'A' must be square \(D, D\) = \(4, 4\)"):
         tril_gaussian_log_prob(z, A[:3])
     with pytest.raises(ValueError, match="'sigma' must be >= 0"):
         tril_gaussian_log_prob(z, A, -1.0)
     with pytest.raises(ValueError, match="'sigma' must be >= 0"):
-        tril_gaussian_log_prob(z, A, torch.tensor(-1.0, dtype=torch.float64))
+        tril_gaussian_log_prob(z, A, torch.tensor(-1.0, dtype=torch.float64, device=device))
     with pytest.raises(ValueError, match="'sigma' must be a float or a 0-dim tensor"):
-        tril_gaussian_log_prob(z, A, torch.ones(2, dtype=torch.float64))
+        tril_gaussian_log_prob(z, A, torch.ones(2, dtype=torch.float64, device=device))
     with pytest.raises(TypeError, match="'A' has dtype torch.float32"):
         tril_gaussian_log_prob(z, A.float())
     with pytest.raises(ValueError, match="'rank_tol' must be a float in"):
         tril_gaussian_log_prob(z, A, rank_tol=2.0)
-    sigma = torch.tensor(0.1, dtype=torch.float64)
+    sigma = torch.tensor(0.1, dtype=torch.float64, device=device)
     _, C, w, C_block_inv = torch.ops.mfkernels.tril_gaussian_noisy_forward(z, A, sigma)
     with pytest.raises(RuntimeError, match="argument 'grad' must have shape"):
         torch.ops.mfkernels.tril_gaussian_noisy_backward(z[:2, 0], A, sigma, C, w, C_block_inv)
@@ -249,14 +250,14 @@ def test_bad_inputs_raise_clear_errors(gen):
 
 
 @pytest.mark.parametrize("sigma", [0.3, 0.0])
-def test_jvp_matches_forward_mode_through_multivariate_normal(sigma, gen):
+def test_jvp_matches_forward_mode_through_multivariate_normal(sigma, device, gen):
     """Compiled tangents (noisy and triangular routes) against autograd's forward mode through the dense
     covariance and MultivariateNormal; the upper triangle of A's tangent must be ignored like A's."""
-    z = torch.randn(6, 5, dtype=torch.float64, generator=gen)
-    A = scale(5, gen)
-    s = torch.tensor(sigma, dtype=torch.float64)
-    dots = (torch.randn(6, 5, dtype=torch.float64, generator=gen), torch.randn(5, 5, dtype=torch.float64, generator=gen),
-            torch.tensor(0.7, dtype=torch.float64))
+    z = torch.randn(6, 5, dtype=torch.float64, generator=gen).to(device)
+    A = scale(5, gen, device)
+    s = torch.tensor(sigma, dtype=torch.float64, device=device)
+    dots = (torch.randn(6, 5, dtype=torch.float64, generator=gen).to(device),
+            torch.randn(5, 5, dtype=torch.float64, generator=gen).to(device), torch.tensor(0.7, dtype=torch.float64, device=device))
     _, ours = torch.func.jvp(tril_gaussian_log_prob, (z, A, s), dots)
     if sigma:
         _, want = torch.func.jvp(dense, (z, A, s), dots)

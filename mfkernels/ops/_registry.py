@@ -26,6 +26,9 @@ class OpSpec:
     make_inputs: Callable[..., tuple[torch.Tensor, ...]]
     bench_shapes: Sequence[tuple[int, ...]]
     shape_names: str
+    # Shapes that fill a GPU (the GPU speed targets' sizes); `mfkernels bench --device cuda` uses
+    # these, falling back to bench_shapes when empty.
+    gpu_bench_shapes: Sequence[tuple[int, ...]] = field(default_factory=tuple)
     # torch.ops.mfkernels entries that implement this op (forward/backward/tangent kernels).
     primitives: Sequence[str] = field(default_factory=tuple)
     # Other implementations to time against, by name: factories returning the callable (same

@@ -149,6 +149,7 @@ register(
         reference=reference.affine_coupling,
         make_inputs=_bench_inputs,
         bench_shapes=[(4096, 1024), (256, 64), (64, 3, 32, 32)],
+        gpu_bench_shapes=[(65536, 1024), (4096, 1024)],
         shape_names="(B, D...)",
         primitives=("affine_coupling_forward", "affine_coupling_backward", "affine_coupling_jvp"),
     )

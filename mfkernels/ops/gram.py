@@ -97,6 +97,7 @@ register(
         reference=reference.gram_logdet,
         make_inputs=_bench_inputs,
         bench_shapes=[(512, 64, 8), (4096, 2, 1), (256, 784, 32), (64, 3072, 64)],
+        gpu_bench_shapes=[(4096, 64, 16), (1024, 3072, 64), (65536, 2, 1)],
         shape_names="(B, D, d)",
         primitives=("gram_logdet", "gram_logdet_forward", "gram_logdet_backward", "gram_logdet_jvp"),
     )

@@ -138,6 +138,7 @@ register(
         reference=reference.lowrank_gaussian_log_prob,
         make_inputs=_bench_inputs,
         bench_shapes=[(256, 3072, 64), (1024, 64, 8)],
+        gpu_bench_shapes=[(4096, 3072, 64), (65536, 64, 8)],
         shape_names="(B, D, K)",
         primitives=("lowrank_gaussian_log_prob_forward", "lowrank_gaussian_log_prob_backward",
                     "lowrank_gaussian_log_prob_jvp"),

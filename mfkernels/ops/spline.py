@@ -170,6 +170,7 @@ register(
         reference=reference.rq_spline,
         make_inputs=_bench_inputs,
         bench_shapes=[(4096, 64, 8), (256, 16, 8), (1024, 64, 32)],
+        gpu_bench_shapes=[(65536, 64, 8), (4096, 64, 8)],
         shape_names="(B, D, K)",
         primitives=("rq_spline_forward", "rq_spline_backward", "rq_spline_jvp"),
         baselines={"nflows": _bench_nflows},

@@ -232,6 +232,7 @@ register(
         reference=reference.tril_gaussian_log_prob,
         make_inputs=_bench_inputs,
         bench_shapes=[(256, 1024), (1024, 64)],
+        gpu_bench_shapes=[(1024, 1024), (4096, 64)],
         shape_names="(B, D), sigma = 1e-2",
         primitives=("tril_gaussian_noisy_forward", "tril_gaussian_noisy_backward", "tril_gaussian_triangular_forward",
                     "tril_gaussian_triangular_backward", "tril_gaussian_noisy_jvp", "tril_gaussian_triangular_jvp"),
