@@ -8,24 +8,31 @@
 # Exit status: non-zero when the build failed or any CUDA test failed or errored.
 #
 # usage: benchmarks/gpu_check.sh OUT_DIR [--dry-run] [--no-build] [--tests-only] [--bench-only]
+#                                        [--dtypes float32,float64] [--ops "op1 op2"] [--no-models]
 #   --dry-run     on a machine without a GPU: no CUDA build, the CUDA tests are collected (they
 #                 skip), the bench runs --quick on the CPU; checks the script itself
 #   --no-build    use the mfkernels/_C*.so already in the tree (e.g. one carried from a first run)
 #   --tests-only / --bench-only   one half of the check
+#   --dtypes LIST  bench dtypes (default float32,float64); --ops "NAMES" bench only these ops
+#   --no-models    skip the flow and model benches (they run with float32)
 # Environment: PYTHON (default python3), PYTEST_WORKERS (default 6 when pytest-xdist is installed).
 set -uo pipefail
 
 out="${1:?usage: benchmarks/gpu_check.sh OUT_DIR [--dry-run] [--no-build] [--tests-only] [--bench-only]}"
 shift
-dry=0 build=1 tests=1 bench=1
-for arg in "$@"; do
-  case "$arg" in
+dry=0 build=1 tests=1 bench=1 models=1 dtypes="float32,float64" ops=""
+while [ $# -gt 0 ]; do
+  case "$1" in
     --dry-run) dry=1 ;;
     --no-build) build=0 ;;
     --tests-only) bench=0 ;;
     --bench-only) tests=0 ;;
-    *) echo "gpu_check.sh: unknown option '$arg'" >&2; exit 2 ;;
+    --no-models) models=0 ;;
+    --dtypes) dtypes="${2:?--dtypes needs a list}"; shift ;;
+    --ops) ops="${2:?--ops needs names}"; shift ;;
+    *) echo "gpu_check.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
+  shift
 done
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
@@ -107,10 +114,12 @@ if [ "$bench" = 1 ]; then
     device=cuda quick=()
     tag="gpu-$("$PY" -c 'import torch; print(torch.cuda.get_device_name(0).lower().replace("nvidia", "").strip().split()[0])')"
   fi
-  for dtype in float32 float64; do
-    extra=()
+  op_args=()
+  [ -n "$ops" ] && read -r -a op_args <<<"--ops $ops"
+  for dtype in ${dtypes//,/ }; do
+    extra=("${op_args[@]}")
     # the flow and model benches are float32 only (their models are built in float32)
-    [ "$dtype" = float32 ] && extra=(--flows --models)
+    [ "$dtype" = float32 ] && [ "$models" = 1 ] && extra+=(--flows --models)
     stamp "bench $device $dtype"
     if timeout 400 "$PY" -m mfkernels bench --device "$device" --dtype "$dtype" "${quick[@]}" "${extra[@]}" \
         --json "$out/$tag-$dtype.json" >"$out/bench-$dtype.log" 2>&1; then
