@@ -29,6 +29,19 @@ def test_spectrum_matches_numpy_eigh(gen):
     torch.testing.assert_close(vectors.mT @ vectors, torch.eye(6, dtype=torch.float64).expand(3, 6, 6))
 
 
+def test_eigenvector_signs_are_fixed(device, gen):
+    """A and -A (or A with a column's sign flipped) have the same A A^T: the same vectors must come back,
+    each with its largest-magnitude entry positive, on every device (LAPACK and cuSOLVER pick signs apart)."""
+    A = torch.tril(torch.randn(4, 7, 7, dtype=torch.float64, generator=gen)).to(device)
+    flipped = A * torch.tensor([1.0, -1.0, 1.0, -1.0, -1.0, 1.0, 1.0], dtype=torch.float64, device=device)
+    _, U = ops.spectrum(A)
+    for other in (-A, flipped):
+        torch.testing.assert_close(ops.spectrum(other)[1], U, rtol=1e-9, atol=1e-9)
+    peak = torch.gather(U, -2, U.abs().argmax(-2, keepdim=True))
+    assert (peak > 0).all()
+    torch.testing.assert_close(U.cpu(), ops.spectrum(A.cpu())[1], rtol=1e-9, atol=1e-9)
+
+
 def test_spectrum_gradient_of_the_top_eigenvalue(gen):
     A = torch.tril(torch.randn(5, 5, dtype=torch.float64, generator=gen)).requires_grad_()
     assert torch.autograd.gradcheck(lambda a: ops.spectrum(a)[0][..., 0], (A,))

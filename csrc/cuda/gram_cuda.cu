@@ -99,9 +99,12 @@ __global__ void factor_fused_kernel(const T* __restrict__ J, int D, int d, T* __
   if (tid == 0) out[b] = half_logdet_output(s, half_logdet);
 }
 
+// No __restrict__ on L or X below: the threads of a block hand entries of these global buffers to
+// each other across __syncthreads(), and restrict licenses nvcc to reuse a value a thread loaded
+// before the barrier (it did: every thread but 0 scaled column j by the pivot *before* its square
+// root, a wrong factor for every d > 64 on the first GPU run).
 template <typename T>
-__global__ void factor_inplace_kernel(T* __restrict__ L, int d, int64_t* __restrict__ perm,
-                                      T* __restrict__ out, T rtol) {
+__global__ void factor_inplace_kernel(T* L, int d, int64_t* perm, T* __restrict__ out, T rtol) {
   T* A = L + static_cast<int64_t>(blockIdx.x) * d * d;
   T half_logdet;
   const FactorStatus s =
@@ -112,8 +115,7 @@ __global__ void factor_inplace_kernel(T* __restrict__ L, int d, int64_t* __restr
 
 template <typename T>
 __global__ void scaled_inverse_kernel(const T* __restrict__ L, const int64_t* __restrict__ perm,
-                                      const T* __restrict__ scale, int d, T* __restrict__ X,
-                                      T* __restrict__ W) {
+                                      const T* __restrict__ scale, int d, T* X, T* __restrict__ W) {
   const int64_t off = static_cast<int64_t>(blockIdx.x) * d * d;
   const T s = scale[blockIdx.x];
   if (!factor_is_valid(L + off)) {

@@ -26,10 +26,15 @@ def _check_square(op: str, A: Tensor) -> None:
 
 def spectrum(A: Tensor) -> tuple[Tensor, Tensor]:
     """Eigenvalues of A A^T in descending order (..., D) and the eigenvectors as columns (..., D, D),
-    for lower-triangular A (..., D, D); only the lower triangle of A is read."""
+    for lower-triangular A (..., D, D); only the lower triangle of A is read.
+
+    Each eigenvector's sign is fixed (its largest-magnitude entry is positive): an SVD may return
+    either sign, and CPU LAPACK and CUDA's solver do differ, which would flip the coordinates of
+    every projection onto these vectors (SpreadFlow.encode) from one device to the other."""
     _check_square(_SPECTRUM, A)
     U, S, _ = torch.linalg.svd(torch.tril(A))
-    return S.square(), U
+    peak = torch.gather(U, -2, U.abs().argmax(dim=-2, keepdim=True))
+    return S.square(), U * torch.where(peak < 0, -1.0, 1.0).to(U.dtype)
 
 
 def intrinsic_dimension(A: Tensor, rel_threshold: float | None = None, min_gap: float = 10.0) -> Tensor:
