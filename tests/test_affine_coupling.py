@@ -118,6 +118,8 @@ def test_jvp_jacfwd_vmap_match_twin(device, gen):
         torch.testing.assert_close(tan, tan_ref)
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # no slow per-sample vmap fallback
+            # (a first forward-AD call may import torch.jit-scripted decompositions: a DeprecationWarning)
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
             jac = torch.func.jacfwd(lambda v: f(v, t, s)[0])(x)
             per_sample = torch.func.vmap(lambda a, b, c: f(a, b, c))(x, t, s)
         torch.testing.assert_close(jac, torch.func.jacrev(lambda v: f_ref(v, t, s)[0])(x))

@@ -172,6 +172,8 @@ def test_vmap_uses_batch_rules_and_matches_twin(device, gen):
     J = randn(4, 3, 20, 5, device=device, gen=gen)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the per-sample fallback warns; registered rules must not
+        # (a first forward-AD call may import torch.jit-scripted decompositions: a DeprecationWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
         out = torch.func.vmap(ops.gram_logdet)(J)
         per_sample_grad = torch.func.vmap(torch.func.grad(lambda j: ops.gram_logdet(j).sum()))(J)
         jac = torch.func.jacfwd(ops.gram_logdet)(J[0, 0])

@@ -159,6 +159,8 @@ def test_jvp_jacfwd_vmap_match_twin(inverse, device, gen):
     xs = torch.stack([x, 0.5 * x])
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a per-sample fallback would warn
+        # (a first forward-AD call may import torch.jit-scripted decompositions: a DeprecationWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
         batched = torch.func.vmap(op, in_dims=(0, None, None, None))(xs, w, h, d)
     for i in range(2):
         for a, b in zip(batched, op(xs[i], w, h, d)):
