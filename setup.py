@@ -16,6 +16,8 @@ so build with `pip install --no-build-isolation ...`.
 import glob
 import os
 import re
+import shutil
+import subprocess
 import sys
 
 from setuptools import find_packages, setup
@@ -57,8 +59,57 @@ def _cpu_arch_flags():
     return [] if arch in ("", "none") else [f"-march={arch}"]
 
 
+_STATIC_RUNTIME_HELP = (
+    "mfkernels must share torch's C++ runtime (libstdc++.so): a private static copy keeps its own locale "
+    "and iostream state, and the first error message that crosses into torch's libc10 then crashes the "
+    "process (seen with CXX=/opt/gcc/bin/g++ on a CUDA image whose compiler links libstdc++ statically). "
+    "Build with a compiler that links libstdc++ dynamically, e.g. `CXX=/usr/bin/g++ CC=/usr/bin/gcc`."
+)
+
+
+def _check_cxx_runtime():
+    """Fails fast when the C++ compiler the build will use has no shared libstdc++ to link."""
+    words = os.environ.get("CXX", "c++").split() or ["c++"]
+    cxx = words[1] if len(words) > 1 and os.path.basename(words[0]) in ("ccache", "sccache") else words[0]
+    try:
+        found = subprocess.run([cxx, "-print-file-name=libstdc++.so"], capture_output=True, text=True,
+                               timeout=60).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return  # no such compiler: cpp_extension reports that itself
+    if found and os.path.sep not in found:  # the compiler knows no shared libstdc++, only a static one
+        sys.exit(f"mfkernels: the C++ compiler {cxx!r} has no shared libstdc++. {_STATIC_RUNTIME_HELP}")
+
+
+def _needed_libraries(path):
+    """DT_NEEDED entries of a built ELF library (None when readelf is unavailable)."""
+    readelf = shutil.which("readelf")
+    if readelf is None:
+        return None
+    out = subprocess.run([readelf, "-d", path], capture_output=True, text=True, timeout=60).stdout
+    return re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", out)
+
+
+def _build_ext_class():
+    from torch.utils.cpp_extension import BuildExtension
+
+    class BuildAndCheck(BuildExtension):
+        """cpp_extension's build, then a check that the library links the shared C++ runtime."""
+
+        def build_extension(self, ext):
+            super().build_extension(ext)
+            path = self.get_ext_fullpath(ext.name)
+            needed = _needed_libraries(path) if sys.platform.startswith("linux") else None
+            if needed is not None and not any(n.startswith("libstdc++.so") for n in needed):
+                os.remove(path)  # an import then fails cleanly ("compiled ops are missing")
+                raise RuntimeError(f"mfkernels: {path} links no shared libstdc++ (it needs {needed}). "
+                                   f"{_STATIC_RUNTIME_HELP}")
+
+    return BuildAndCheck.with_options(use_ninja=True)
+
+
 def _extensions():
     torch = _require_torch()
+    _check_cxx_runtime()
     from torch.utils.cpp_extension import CUDA_HOME, CppExtension, CUDAExtension
 
     with_cuda = _want_cuda(torch, CUDA_HOME)
@@ -89,13 +140,11 @@ def _extensions():
 
 def main():
     ext_modules, torch = _extensions()
-    from torch.utils.cpp_extension import BuildExtension
-
     setup(
         version=_version(),
         packages=find_packages(include=["mfkernels", "mfkernels.*"]),
         ext_modules=ext_modules,
-        cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+        cmdclass={"build_ext": _build_ext_class()},
     )
 
 

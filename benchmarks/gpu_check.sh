@@ -73,8 +73,20 @@ if [ "$build" = 1 ]; then
     arch="$("$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')"
     build_env=(MFKERNELS_CUDA=1 "TORCH_CUDA_ARCH_LIST=$arch")
   fi
-  if env "${build_env[@]}" MAX_JOBS="$(nproc)" "$PY" setup.py build_ext --inplace >"$out/build.log" 2>&1; then
-    note "build: ok (${build_env[*]}, $((SECONDS - start)) s)"
+  build() { env "${build_env[@]}" "$@" MAX_JOBS="$(nproc)" "$PY" setup.py build_ext --inplace >>"$out/build.log" 2>&1; }
+  : >"$out/build.log"
+  if build; then
+    note "build: ok (${build_env[*]} CXX=${CXX:-c++}, $((SECONDS - start)) s)"
+  elif grep -q "shared libstdc++" "$out/build.log" && command -v g++ >/dev/null; then
+    # setup.py refuses a compiler that links its own static libstdc++ (CUDA images set CXX to one);
+    # the system compiler links torch's shared runtime
+    note "build: CXX=${CXX:-c++} links libstdc++ statically; rebuilding with CXX=$(command -v g++)"
+    rm -rf build
+    if build CXX="$(command -v g++)" CC="$(command -v gcc)"; then
+      note "build: ok (${build_env[*]} CXX=$(command -v g++), $((SECONDS - start)) s)"
+    else
+      tail -40 "$out/build.log"; note "build: FAILED (see build.log)"; exit 1
+    fi
   else
     tail -40 "$out/build.log"
     note "build: FAILED (see build.log)"
