@@ -17,9 +17,9 @@ def low_rank_tril(D, K, gen, noise=0.0):
     return A + noise * torch.eye(D, dtype=torch.float64)
 
 
-def test_spectrum_matches_numpy_eigh(gen):
+def test_spectrum_matches_numpy_eigh(device, gen):
     A = torch.randn(3, 6, 6, dtype=torch.float64, generator=gen)  # upper triangle must be ignored
-    eigenvalues, vectors = ops.spectrum(A)
+    eigenvalues, vectors = (t.cpu() for t in ops.spectrum(A.to(device)))
     L = torch.tril(A)
     for b in range(3):
         expected = np.linalg.eigvalsh((L[b] @ L[b].T).numpy())[::-1]
@@ -42,21 +42,21 @@ def test_eigenvector_signs_are_fixed(device, gen):
     torch.testing.assert_close(U.cpu(), ops.spectrum(A.cpu())[1], rtol=1e-9, atol=1e-9)
 
 
-def test_spectrum_gradient_of_the_top_eigenvalue(gen):
-    A = torch.tril(torch.randn(5, 5, dtype=torch.float64, generator=gen)).requires_grad_()
+def test_spectrum_gradient_of_the_top_eigenvalue(device, gen):
+    A = torch.tril(torch.randn(5, 5, dtype=torch.float64, generator=gen)).to(device).requires_grad_()
     assert torch.autograd.gradcheck(lambda a: ops.spectrum(a)[0][..., 0], (A,))
 
 
 @pytest.mark.parametrize("K", [1, 2, 5])
-def test_intrinsic_dimension_finds_the_rank(K, gen):
-    A = low_rank_tril(8, K, gen)
+def test_intrinsic_dimension_finds_the_rank(K, device, gen):
+    A = low_rank_tril(8, K, gen).to(device)
     assert ops.intrinsic_dimension(A).item() == K
-    assert ops.intrinsic_dimension(low_rank_tril(8, K, gen, noise=1e-3)).item() == K  # spread noise floor
+    assert ops.intrinsic_dimension(low_rank_tril(8, K, gen, noise=1e-3).to(device)).item() == K  # noise floor
     assert ops.intrinsic_dimension(A, rel_threshold=1e-8).item() == K
 
 
-def test_intrinsic_dimension_batches_and_full_rank(gen):
-    batch = torch.stack([low_rank_tril(6, 2, gen), low_rank_tril(6, 3, gen)])
+def test_intrinsic_dimension_batches_and_full_rank(device, gen):
+    batch = torch.stack([low_rank_tril(6, 2, gen), low_rank_tril(6, 3, gen)]).to(device)
     assert ops.intrinsic_dimension(batch).tolist() == [2, 3]
     assert ops.intrinsic_dimension(torch.eye(4, dtype=torch.float64), rel_threshold=0.5).item() == 4
     assert ops.intrinsic_dimension(torch.ones(1, 1)).item() == 1
@@ -65,9 +65,9 @@ def test_intrinsic_dimension_batches_and_full_rank(gen):
     assert ops.intrinsic_dimension(well_spread, min_gap=2.0).item() == 1  # 3^2 / 2^2 = 2.25
 
 
-def test_bad_inputs():
+def test_bad_inputs(device):
     with pytest.raises(ValueError, match="'A' must be square"):
-        ops.spectrum(torch.ones(3, 2))
+        ops.spectrum(torch.ones(3, 2, device=device))
     with pytest.raises(ValueError, match="'rel_threshold' must be None or a float in"):
         ops.intrinsic_dimension(torch.eye(3), rel_threshold=2.0)
     with pytest.raises(ValueError, match="'min_gap' must be a ratio > 1"):

@@ -50,7 +50,6 @@ ForwardOutputs fused_forward_cpu(const at::Tensor& x, const at::Tensor& A, const
     scalar_t* zpp = z_point.mutable_data_ptr<scalar_t>();
     scalar_t* lpx = log_px.mutable_data_ptr<scalar_t>();
     scalar_t* mfp = manifold.mutable_data_ptr<scalar_t>();
-    const scalar_t log_2pi = static_cast<scalar_t>(std::log(2 * M_PI));
     // b may broadcast over the batch (stride 0): it is read in place, never materialised
     const int64_t b_stride = b.stride(0);
     MFK_NIF_WITH_LATENT(c, at::parallel_for(0, B, grain(P * (int64_t(r) * c + c * c)), [&](int64_t n0, int64_t n1) {
@@ -62,9 +61,7 @@ ForwardOutputs fused_forward_cpu(const at::Tensor& x, const at::Tensor& A, const
           sample_forward<scalar_t, kC>(xp + row * r, bp + n * b_stride + p * r, Ap + p * r * c, iv + p * r,
                                        K1p + p * c * c, K0p + p * c * c, r, c, tp + row * r, up + row * c,
                                        zmp + row * c, zpp + row * c, quad, u_zm, u_zp);
-          const scalar_t log_zx = scalar_t(0.5) * (quad + 2 * sls[p] + r * log_2pi);
-          lp += scalar_t(0.5) * (u_zm - ldp[2 * p]) - log_zx;
-          mf += scalar_t(0.5) * (u_zp - ldp[2 * p + 1] + c * log_2pi) - log_zx;
+          add_block_terms(quad, u_zm, u_zp, sls[p], ldp + 2 * p, r, c, lp, mf);
         }
         lpx[n] = lp;
         mfp[n] = mf;

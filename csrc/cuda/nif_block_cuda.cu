@@ -3,6 +3,7 @@
 // sample for the forward (summing its blocks' terms), one thread per block for the backward (summing
 // over the batch). Simple, not tuned: UNVERIFIED on hardware (no GPU was available when written).
 #include "../math/nif_block.h"
+#include "nif_block.cuh"
 #include "../ops/nif_block_kernels.h"
 
 #include <ATen/Dispatch.h>
@@ -16,53 +17,7 @@
 
 namespace mfk {
 namespace nif {
-namespace {
-
-constexpr int kThreads = 128;
-
-int blocks_for(int64_t n) { return static_cast<int>((n + kThreads - 1) / kThreads); }
-
-template <typename T>
-__global__ void setup_kernel(int64_t P, const T* A, const T* inv_var, int r, int c, T* K1, T* K0, T* logdets) {
-  const int64_t p = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (p >= P) return;
-  block_setup(A + p * r * c, inv_var + p * r, r, c, K1 + p * c * c, K0 + p * c * c, logdets + 2 * p);
-}
-
-template <typename T>
-__global__ void forward_kernel(int64_t B, int64_t P, const T* x, const T* b, int64_t b_stride, const T* A,
-                               const T* inv_var,
-                               const T* sum_log_sigma, const T* K1, const T* K0, const T* logdets, int r, int c,
-                               T* t, T* u, T* z_mean, T* z_point, T* log_px, T* manifold) {
-  const int64_t n = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (n >= B) return;
-  const T log_2pi = T(1.8378770664093454835606594728112);
-  T lp = T(0), mf = T(0);
-  for (int64_t p = 0; p < P; ++p) {
-    const int64_t row = n * P + p;
-    T quad, u_zm, u_zp;
-    sample_forward(x + row * r, b + n * b_stride + p * r, A + p * r * c, inv_var + p * r, K1 + p * c * c, K0 + p * c * c, r, c,
-                   t + row * r, u + row * c, z_mean + row * c, z_point + row * c, quad, u_zm, u_zp);
-    const T log_zx = T(0.5) * (quad + T(2) * sum_log_sigma[p] + T(r) * log_2pi);
-    lp += T(0.5) * (u_zm - logdets[2 * p]) - log_zx;
-    mf += T(0.5) * (u_zp - logdets[2 * p + 1] + T(c) * log_2pi) - log_zx;
-  }
-  log_px[n] = lp;
-  manifold[n] = mf;
-}
-
-template <typename T>
-__global__ void backward_kernel(int64_t B, int64_t P, const T* g1, const T* g2, const T* gm, const T* gp, const T* A,
-                                const T* inv_var, const T* t, const T* z_mean, const T* z_point, const T* K1,
-                                const T* K0, int r, int c, T* grad_x, T* grad_A, T* grad_log_sigma) {
-  const int64_t p = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (p >= P) return;
-  block_backward(B, g1, g2, gm + p * c, gp + p * c, A + p * r * c, inv_var + p * r, t + p * r, z_mean + p * c,
-                 z_point + p * c, K1 + p * c * c, K0 + p * c * c, r, c, P * r, P * c, grad_x + p * r,
-                 grad_A + p * r * c, grad_log_sigma + p * r);
-}
-
-}  // namespace
+using namespace device;
 
 ForwardOutputs fused_forward_cuda(const at::Tensor& x, const at::Tensor& A, const at::Tensor& b,
                                   const at::Tensor& inv_var, const at::Tensor& sum_log_sigma) {

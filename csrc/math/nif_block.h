@@ -96,6 +96,18 @@ MFK_HD void block_setup(const T* A, const T* inv_var, int r, int c, T* K1, T* K0
   spd_inverse(lambda, c, K1, logdets[0]);
 }
 
+// One block's terms of one sample's log p(x) (eq 41) and manifold term (eq 9), added to lp and mf, from
+// sample_forward's quadratic forms and block_setup's log-determinants. One home for the CPU loop and
+// the CUDA kernel, so the two round alike (log 2 pi as one correctly rounded constant).
+template <typename T>
+MFK_HD_INLINE void add_block_terms(T quad, T u_zm, T u_zp, T sum_log_sigma, const T* logdets, int r, int c, T& lp,
+                                   T& mf) {
+  const T log_2pi = T(1.8378770664093454835606594728112);
+  const T log_zx = T(0.5) * (quad + T(2) * sum_log_sigma + T(r) * log_2pi);
+  lp += T(0.5) * (u_zm - logdets[0]) - log_zx;
+  mf += T(0.5) * (u_zp - logdets[1] + T(c) * log_2pi) - log_zx;
+}
+
 // Per (sample, block): t = S (x - b) (r), u = A^T t, z_mean = K1 u, z_point = K0 u (c each) and
 // quad = mu^T S mu, u_zm = u^T z_mean, u_zp = u^T z_point, from which the op's two densities follow.
 // kC > 0 fixes c at compile time (the drivers instantiate small c: the c-loops unroll into registers).

@@ -2,6 +2,7 @@
 backward (and tangent) kernels, a pure-torch twin in `mfkernels.reference`, and a registry entry
 (`all_ops()`) naming its twin and benchmark shapes."""
 
+from ._autocast import register_autocast_kernels as _register_autocast_kernels
 from ._registry import OpSpec, all_ops, get_op
 from .coupling import affine_coupling
 from .gram import gram_logdet
@@ -10,5 +11,8 @@ from .spectrum import intrinsic_dimension, spectrum
 from .nif import nif_block, nif_sample_posterior
 from .spline import rq_spline
 from .tril_gaussian import tril_gaussian_log_prob
+
+_register_autocast_kernels(
+    sorted({name for spec in all_ops().values() for name in spec.primitives if not name.startswith("_")}))
 
 __all__ = ["OpSpec", "affine_coupling", "all_ops", "get_op", "gram_logdet", "intrinsic_dimension", "lowrank_gaussian_log_prob", "nif_block", "nif_sample_posterior", "rq_spline", "spectrum", "tril_gaussian_log_prob"]

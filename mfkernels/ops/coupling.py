@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .. import reference
+from ._autocast import float32_under_autocast
 from ._autograd import tangent_aware_apply, zero_tangents
 from ._checks import check_same_dtype_device, check_tensor
 from ._registry import OpSpec, register
@@ -94,6 +95,7 @@ class _AffineCoupling(torch.autograd.Function):
 _apply = tangent_aware_apply(_AffineCoupling)
 
 
+@float32_under_autocast
 def affine_coupling(
     x: Tensor, shift: Tensor, scale: Tensor, *, mode: str = "exp", clamp: float | None = None,
     inverse: bool = False,

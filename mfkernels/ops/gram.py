@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from .. import reference
+from ._autocast import float32_under_autocast
 from ._autograd import tangent_aware_apply
 from ._checks import check_tensor, check_unit_interval
 from ._registry import OpSpec, register
@@ -51,6 +52,7 @@ class _GramLogdet(torch.autograd.Function):
 _apply = tangent_aware_apply(_GramLogdet)
 
 
+@float32_under_autocast
 def gram_logdet(J: Tensor, *, rtol: float | None = None) -> Tensor:
     """0.5 * log det(J^T J) for a batch of Jacobians J of shape (..., D, d), D >= d >= 1.
 

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from .. import reference
+from ._autocast import float32_under_autocast
 from ._autograd import tangent_aware_apply, zero_tangents
 from ._checks import cannot_read_values, check_same_dtype_device, check_tensor
 from ._registry import OpSpec, register
@@ -66,6 +67,7 @@ class _LowRankGaussian(torch.autograd.Function):
 _apply = tangent_aware_apply(_LowRankGaussian)
 
 
+@float32_under_autocast
 def lowrank_gaussian_log_prob(x: Tensor, loc: Tensor, W: Tensor, diag: Tensor) -> Tensor:
     """log N(x; loc, W W^T + diag(diag)) for x (..., D), loc broadcastable to x, W (D, K), diag (D,)
     (or broadcastable to it); returns x.shape[:-1]. Same values and gradients as

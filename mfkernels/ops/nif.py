@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from .. import reference
+from ._autocast import float32_under_autocast
 from ._autograd import tangent_aware_apply, zero_tangents
 from ._checks import check_same_dtype_device, check_tensor
 from ._registry import OpSpec, register
@@ -91,6 +92,7 @@ def _validate(x: Tensor, A: Tensor, b: Tensor, log_sigma: Tensor) -> tuple[Tenso
     return b, log_sigma
 
 
+@float32_under_autocast
 def nif_block(x: Tensor, A: Tensor, b: Tensor, log_sigma: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gaussian NIF layer x = A z + b + eps, eps ~ N(0, diag(exp(2 log_sigma))), A block-diagonal.
 
@@ -110,6 +112,7 @@ def nif_block(x: Tensor, A: Tensor, b: Tensor, log_sigma: Tensor) -> tuple[Tenso
     return log_px, manifold, z_mean, z_point
 
 
+@float32_under_autocast
 def nif_sample_posterior(x: Tensor, A: Tensor, b: Tensor, log_sigma: Tensor,
                          generator: torch.Generator | None = None) -> Tensor:
     """z ~ q(z | x) = N(Lambda^-1 u, Lambda^-1) per block (eq 39), shape (B, P, c): the stochastic

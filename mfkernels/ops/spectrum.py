@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ._autocast import float32_under_autocast
 from ._checks import check_tensor
 
 _SPECTRUM = "mfkernels.ops.spectrum"
@@ -24,6 +25,7 @@ def _check_square(op: str, A: Tensor) -> None:
         raise ValueError(f"{op}: argument 'A' must be square (..., D, D) with D >= 1, got {tuple(A.shape)}")
 
 
+@float32_under_autocast
 def spectrum(A: Tensor) -> tuple[Tensor, Tensor]:
     """Eigenvalues of A A^T in descending order (..., D) and the eigenvectors as columns (..., D, D),
     for lower-triangular A (..., D, D); only the lower triangle of A is read.
@@ -37,6 +39,7 @@ def spectrum(A: Tensor) -> tuple[Tensor, Tensor]:
     return S.square(), U * torch.where(peak < 0, -1.0, 1.0).to(U.dtype)
 
 
+@float32_under_autocast
 def intrinsic_dimension(A: Tensor, rel_threshold: float | None = None, min_gap: float = 10.0) -> Tensor:
     """Number of eigenvalues of A A^T that count as non-zero, per matrix (int64, shape A.shape[:-2]).
 

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from .. import reference
+from ._autocast import float32_under_autocast
 from ._autograd import tangent_aware_apply, zero_tangents
 from ._checks import cannot_read_values, check_same_dtype_device, check_tensor
 from ._registry import OpSpec, register
@@ -75,6 +76,7 @@ class _RQSpline(torch.autograd.Function):
 _apply = tangent_aware_apply(_RQSpline)
 
 
+@float32_under_autocast
 def rq_spline(
     inputs: Tensor,
     unnormalized_widths: Tensor,

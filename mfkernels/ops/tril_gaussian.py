@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from .. import reference
+from ._autocast import float32_under_autocast
 from ._checks import cannot_read_values, check_same_dtype_device, check_tensor
 from ._registry import OpSpec, register
 from ._autograd import tangent_aware_apply, zero_tangents
@@ -145,6 +146,7 @@ def _full_rank(L: Tensor, rank_tol: float) -> bool:
     return bool(d.min() > rank_tol * d.max())
 
 
+@float32_under_autocast
 def tril_gaussian_log_prob(z: Tensor, A: Tensor, sigma: float | Tensor = 0.0, *,
                            rank_tol: float | None = None) -> Tensor:
     """log N(z; 0, A A^T + sigma^2 I) for z (..., D) and lower-triangular A (D, D) (only its lower
