@@ -47,7 +47,7 @@ def _train(args) -> int:
     from . import commands
 
     train_options = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-                     "out_dir": args.out, "resume": args.resume, "device": args.device,
+                     "out_dir": args.out, "resume": args.resume, "overwrite": args.overwrite, "device": args.device,
                      "checkpoint_every": args.checkpoint_every}
     summary = commands.train(args.model, args.data, args.n, commands.parse_options(args.data_option),
                              commands.parse_options(args.set), train_options)
@@ -114,11 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="run", help="folder for checkpoint.pt and metrics (default ./run)")
     p.add_argument("--checkpoint-every", type=int, default=500)
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (same settings)")
+    p.add_argument("--overwrite", action="store_true", help="start over in an OUT that already holds a run")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    p.add_argument("--set", nargs="*", metavar="KEY=VALUE",
+    # action="extend": repeated --set / --data-option groups all apply (the default "store" kept the last)
+    p.add_argument("--set", nargs="*", action="extend", metavar="KEY=VALUE",
                    help="model options, e.g. noise_std=0.1 penalty=1 num_layers=5 (see mfkernels.models)")
-    p.add_argument("--data-option", nargs="*", metavar="KEY=VALUE", help="data set options, e.g. alpha=4.19")
+    p.add_argument("--data-option", nargs="*", action="extend", metavar="KEY=VALUE",
+                   help="data set options, e.g. alpha=4.19")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="test metrics of a trained checkpoint on fresh data")
@@ -151,10 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:  # OSError: --out a file, unwritable, a folder as checkpoint
         if args.command in ("bench", "info"):
             raise
-        print(f"mfkernels {args.command}: {exc}", file=sys.stderr)
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"mfkernels {args.command}: {message}", file=sys.stderr)
         return 2
 
 

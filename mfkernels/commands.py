@@ -55,6 +55,8 @@ def _dataset_of(payload: dict):
 @torch.no_grad()
 def evaluate(checkpoint: str, n: int = 2000) -> dict[str, Any]:
     """Test metrics of a trained model on fresh data of the set it was trained on."""
+    if n < 1:
+        raise ValueError(f"--n must be >= 1 test points, got {n}")
     model, payload = model_from_checkpoint(checkpoint)
     dataset, meta = _dataset_of(payload)
     x = sample_points(dataset, n, torch.Generator().manual_seed(meta.get("seed", 0) + TEST_SEED_OFFSET))
@@ -78,6 +80,10 @@ def evaluate(checkpoint: str, n: int = 2000) -> dict[str, Any]:
 @torch.no_grad()
 def sample(checkpoint: str, n: int, out: str, temperature: float = 1.0, seed: int = 0) -> Path:
     """n samples to a .pt tensor file or a .png scatter plot (first two or three coordinates)."""
+    if n < 1:
+        raise ValueError(f"-n must be >= 1 samples, got {n}")
+    if Path(out).suffix not in (".pt", ".png") or Path(out).is_dir():
+        raise ValueError(f"--out must be a file path ending in .pt or .png, got {out!r}")
     model, payload = model_from_checkpoint(checkpoint)
     x = model.sample(n, temperature=temperature, generator=torch.Generator().manual_seed(seed))
     path = Path(out)

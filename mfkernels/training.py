@@ -53,6 +53,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 50
     resume: bool = False
+    overwrite: bool = False
     device: str | None = None
     progress: bool = True
     desc: str | None = None
@@ -65,6 +66,11 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: 'schedule' must be 'cosine' or 'constant', got {self.schedule!r}")
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ValueError("TrainConfig: 'checkpoint_every' and 'log_every' must be >= 1")
+        if not (isinstance(self.clip_norm, (int, float)) and 0 <= self.clip_norm < math.inf):
+            raise ValueError(f"TrainConfig: 'clip_norm' must be a finite float >= 0 (0 disables clipping), "
+                             f"got {self.clip_norm!r}")
+        if self.resume and self.overwrite:
+            raise ValueError("TrainConfig: 'resume' and 'overwrite' exclude each other")
 
 
 @dataclasses.dataclass
@@ -92,7 +98,13 @@ def _init_distributed(device: torch.device | None) -> _Distributed:
 
 def _pick_device(requested: str | None, local_rank: int) -> torch.device:
     if requested:
-        device = torch.device(requested)
+        try:
+            device = torch.device(requested)
+        except RuntimeError:
+            raise ValueError(f"fit: device {requested!r} is not a torch device (cpu, cuda, cuda:N)") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"fit: device {requested!r} requested but torch sees no CUDA device "
+                             f"(torch {torch.__version__}, CUDA {torch.version.cuda or 'not built'})")
         if device.type == "cuda" and device.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             device = torch.device("cuda", local_rank)
         return device
@@ -135,6 +147,8 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Reads and validates a checkpoint; a corrupt, truncated or foreign file raises CheckpointError."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a folder; pass the checkpoint.pt inside it")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     try:
@@ -211,6 +225,31 @@ def make_adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
+# Settings a resumed run must share with its checkpoint: anything else would silently continue
+# another experiment under the old run's name. `steps` may grow (training a run for longer; the
+# cosine schedule then stretches over the new length, recorded in the checkpoint's train_config).
+_RESUME_TRAIN_KEYS = ("batch_size", "lr", "schedule", "weight_decay", "clip_norm", "seed")
+
+
+def _check_resume_settings(path: Path, payload: dict[str, Any], config: TrainConfig, metadata: dict | None) -> None:
+    for key in ("optimizer_state", "scheduler_state"):
+        if key not in payload:
+            raise CheckpointError(f"checkpoint {str(path)!r} has no {key}: it was not written by fit and cannot be "
+                                  f"resumed (model_from_checkpoint still loads its weights)")
+    step = payload["step"]
+    if not isinstance(step, int) or not 0 <= step <= config.steps:
+        raise CheckpointError(f"checkpoint {str(path)!r} is at step {step!r}, not one of 0..{config.steps} (steps)")
+    saved = payload.get("train_config") or {}
+    diffs = [f"{k}: checkpoint {saved[k]!r}, now {getattr(config, k)!r}" for k in _RESUME_TRAIN_KEYS
+             if k in saved and saved[k] != getattr(config, k)]
+    saved_meta = payload.get("metadata") or {}
+    diffs += [f"{k}: checkpoint {saved_meta[k]!r}, now {v!r}" for k, v in (metadata or {}).items()
+              if k in saved_meta and saved_meta[k] != v]
+    if diffs:
+        raise CheckpointError(f"cannot resume {str(path)!r} with other settings than it was trained with "
+                              f"({'; '.join(diffs)}); use the same settings, or start a new run elsewhere")
+
+
 def fit(model: Model, data: Tensor, config: TrainConfig | None = None, metadata: dict[str, Any] | None = None,
         **options) -> dict[str, Any]:
     """Trains `model` on `data` (N, D) in place; returns a summary (final step, last logged terms).
@@ -238,13 +277,26 @@ def fit(model: Model, data: Tensor, config: TrainConfig | None = None, metadata:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
 
     start = 0
+    if config.out_dir and not config.resume and not config.overwrite and dist_info.rank == 0:
+        held = [name for name in ("checkpoint.pt", "metrics.csv", "metrics.jsonl") if (Path(config.out_dir) / name).exists()]
+        if held:
+            raise ValueError(f"fit: {config.out_dir!r} already holds a run ({', '.join(held)}); resume it "
+                             f"(resume=True, --resume) or start over (overwrite=True, --overwrite)")
     if config.resume:
         if ckpt_path is None:
             raise ValueError("fit: resume=True needs out_dir (where checkpoint.pt is)")
         payload = load_checkpoint(ckpt_path, map_location=device)
-        if payload["model_name"] != model.name or payload["model_config"] != model.config.to_dict():
-            raise CheckpointError(f"checkpoint {str(ckpt_path)!r} belongs to model {payload['model_name']!r} with "
-                                  f"config {payload['model_config']}, not to this {model.name!r} model")
+        if payload["model_name"] != model.name:
+            raise CheckpointError(f"checkpoint {str(ckpt_path)!r} belongs to model {payload['model_name']!r}, "
+                                  f"not to this {model.name!r} model")
+        now = model.config.to_dict()
+        if payload["model_config"] != now:
+            saved = payload["model_config"]
+            diffs = [f"{k}: checkpoint {saved.get(k)!r}, now {now.get(k)!r}" for k in sorted(set(saved) | set(now))
+                     if saved.get(k) != now.get(k)]
+            raise CheckpointError(f"cannot resume {str(ckpt_path)!r} with another model configuration "
+                                  f"({'; '.join(diffs)}); use the same settings, or start a new run elsewhere")
+        _check_resume_settings(ckpt_path, payload, config, metadata)
         model.load_state_dict(payload["model_state"])
         optimizer.load_state_dict(payload["optimizer_state"])
         scheduler.load_state_dict(payload["scheduler_state"])

@@ -175,7 +175,7 @@ def test_bad_inputs_raise_clear_errors(device):
     x = torch.zeros(3, 4, device=device)
     with pytest.raises(ValueError, match="'mode' must be one of"):
         ops.affine_coupling(x, x, x, mode="affine")
-    with pytest.raises(ValueError, match="'clamp' must be a positive float"):
+    with pytest.raises(ValueError, match="'clamp' must be a positive finite float"):
         ops.affine_coupling(x, x, x, mode="softclamp")
     with pytest.raises(ValueError, match="do not broadcast"):
         ops.affine_coupling(x, torch.zeros(3, 5, device=device), x)

@@ -111,7 +111,13 @@ __global__ void scaled_inverse_kernel(const T* __restrict__ L, const int64_t* __
                                       const T* __restrict__ scale, int d, T* X, T* __restrict__ W) {
   const int64_t off = static_cast<int64_t>(blockIdx.x) * d * d;
   const T s = scale[blockIdx.x];
-  if (!factor_is_valid(L + off)) {
+  // a perm that is not a permutation (reachable through torch.ops) gives NaN, not a wild write:
+  // refusing it with an error would cost a device synchronisation on every backward
+  __shared__ int usable;
+  if (threadIdx.x == 0)
+    usable = factor_is_valid(L + off) && is_permutation(perm + static_cast<int64_t>(blockIdx.x) * d, d);
+  __syncthreads();
+  if (!usable) {
     fill_invalid_inverse(d, s, W + off, d, threadIdx.x, blockDim.x);
     return;
   }

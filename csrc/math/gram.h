@@ -293,6 +293,18 @@ MFK_HD_INLINE bool factor_is_valid(const T* L) {
   return L[0] > T(0);
 }
 
+// Whether perm holds each of 0..d-1 once. The backward writes W through it, so a perm that did not come
+// from the forward (the ops are public through torch.ops) must be refused before it indexes memory.
+// O(d^2) on one thread: small next to the O(d^3) inverse it guards.
+MFK_HD inline bool is_permutation(const int64_t* perm, int d) {
+  for (int a = 0; a < d; ++a) {
+    if (perm[a] < 0 || perm[a] >= d) return false;
+    for (int b = 0; b < a; ++b)
+      if (perm[b] == perm[a]) return false;
+  }
+  return true;
+}
+
 // W for an unusable factor: the gradient of -inf/NaN. A zero incoming gradient stays zero so a
 // masked-out singular row does not poison a batch; otherwise the derivative does not exist (NaN).
 template <typename T>

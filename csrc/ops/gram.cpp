@@ -8,6 +8,7 @@
 //
 // The derivative d/dJ 0.5 log det(J^T J) = J (J^T J)^{-1} and its contraction with a tangent are
 // what M-flow (paper 000) and chart flows (004, eq. 2) need for exact injective-flow densities.
+#include "../math/gram.h"
 #include "checks.h"
 #include "gram_kernels.h"
 
@@ -103,6 +104,18 @@ void check_factor(const Tensor& J, const Tensor& L, const Tensor& perm, const ch
               ": argument 'perm' must have shape ", L.sym_sizes().slice(0, L.dim() - 1), ", got ", perm.sym_sizes());
 }
 
+// The saved permutation's values (CPU: d entries per matrix, read here). On CUDA reading them would
+// cost a device synchronisation; the kernel turns a perm that is not a permutation into NaN instead.
+void check_perm_values(const Tensor& perm, int64_t d, const char* op) {
+  if (!perm.is_cpu()) return;
+  const Tensor p = perm.reshape({-1, d}).contiguous();
+  const int64_t* v = p.const_data_ptr<int64_t>();
+  for (int64_t b = 0; b < p.size(0); ++b)
+    TORCH_CHECK(is_permutation(v + b * d, static_cast<int>(d)), op,
+                ": argument 'perm' must be the permutation returned by gram_logdet_forward (each of 0..", d - 1,
+                " once per matrix); matrix ", b, " is not");
+}
+
 void check_batch_tensor(const Tensor& J, const Tensor& t, const char* op, const char* name) {
   check_floating(t, op, name);
   check_same_device_dtype(J, "J", t, op, name);
@@ -136,6 +149,7 @@ Tensor gram_logdet_backward(const Tensor& grad, const Tensor& J, const Tensor& L
   const char* op = "mfkernels.gram_logdet_backward";
   check_factor(J, L, perm, op);
   check_batch_tensor(J, grad, op, "grad");
+  check_perm_values(perm, J.size(-1), op);
   const int64_t B = c10::multiply_integers(batch_shape(J));
   return jacobian_times_inverse(as_batched_matrices(J, B), as_batched_matrices(L, B),
                                 perm.reshape({B, J.size(-1)}).contiguous(), grad.reshape({B}).contiguous())
@@ -149,6 +163,7 @@ Tensor gram_logdet_jvp(const Tensor& J, const Tensor& L, const Tensor& perm, con
   check_same_device_dtype(J, "J", J_dot, op, "J_dot");
   TORCH_CHECK(J_dot.sym_sizes() == J.sym_sizes(), op, ": argument 'J_dot' must have J's shape ",
               J.sym_sizes(), ", got ", J_dot.sym_sizes());
+  check_perm_values(perm, J.size(-1), op);
   const auto batch = batch_shape(J);
   const int64_t B = c10::multiply_integers(batch);
   const Tensor JW = jacobian_times_inverse(as_batched_matrices(J, B), as_batched_matrices(L, B),

@@ -4,7 +4,8 @@
 // entry, so factor, permutation and inverse agree bitwise; each launch runs twice, with the block's
 // threads started in ascending and descending order, and both runs must agree (a missing barrier
 // shows as a difference). Edges: B = 1, D not a multiple of the 16-row tile, d = 1, the largest fused
-// d (64) and one past it (65, the in-place kernel on a precomputed G), a rank-deficient J.
+// d (64) and one past it (65, the in-place kernel on a precomputed G), a rank-deficient J, and a
+// saved permutation with indices out of range (the backward kernel must give NaN, not index memory).
 #include "cuda_emulation.h"
 
 #include "../cuda/gram.cuh"
@@ -98,7 +99,7 @@ static void check_inverse(const Factor<T>& f, int B, int d, const char* what) {
   std::vector<T> want(size_t(B) * d * d), X(size_t(B) * d * d);
   for (int b = 0; b < B; ++b) {
     const size_t off = size_t(b) * d * d;
-    if (!factor_is_valid(f.L.data() + off)) {
+    if (!factor_is_valid(f.L.data() + off) || !is_permutation(f.perm.data() + size_t(b) * d, d)) {
       fill_invalid_inverse(d, scale[b], want.data() + off, d, 0, 1);
       continue;
     }
@@ -138,6 +139,12 @@ static void check_case(int B, int D, int d, bool rank_deficient, std::mt19937& g
   }
   if (rank_deficient && d > 1) EXPECT(std::isinf(double(up.out[0])) && up.out[0] < 0, "%s: not -inf", what);
   check_inverse(up, B, d, what);
+  if (d > 1 && !rank_deficient) {  // a perm that is not a permutation: NaN, no access through it
+    Factor<T> bad = up;
+    bad.perm[0] = d;      // one past the end
+    bad.perm[1] = -1;
+    check_inverse(bad, B, d, what);
+  }
 }
 
 int main() {

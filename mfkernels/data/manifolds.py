@@ -161,7 +161,16 @@ def make_dataset(name: str, **kwargs):
     (`sample_points` takes either)."""
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; expected one of {sorted(DATASETS)}")
-    return DATASETS[name](**kwargs)
+    import inspect
+
+    accepted = [p for p in inspect.signature(DATASETS[name]).parameters if p not in ("self", "args", "kwargs")]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(f"data set {name!r}: unknown option(s) {unknown}; expected some of {accepted}")
+    try:
+        return DATASETS[name](**kwargs)
+    except TypeError as exc:  # a value of the wrong type for an option
+        raise ValueError(f"data set {name!r}: {exc}") from None
 
 
 def sample_points(dataset, n: int, generator: torch.Generator | None = None) -> Tensor:

@@ -66,6 +66,24 @@ class ModelConfig:
             raise ValueError(f"{cls.__name__}: unknown option(s) {unknown}; expected some of {sorted(names)}")
         return cls(**values)
 
+    def check_types(self) -> None:
+        """Each option's value against its annotation (int, float, str, bool, list, optional): a
+        string where a number belongs (`--set hidden_features=abc`) is a clear error, not a crash deep
+        inside a layer's constructor."""
+        kinds = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list, tuple)}
+        for f in dataclasses.fields(self):
+            annotation = str(f.type).replace(" ", "")
+            parts = annotation.split("|")
+            value = getattr(self, f.name)
+            if value is None and "None" in parts:
+                continue
+            allowed = tuple(t for part in parts for key, ts in kinds.items() if part.split("[")[0] == key for t in ts)
+            if not allowed:
+                continue
+            wrong_bool = isinstance(value, bool) and bool not in allowed
+            if wrong_bool or not isinstance(value, allowed):
+                raise ValueError(f"{type(self).__name__}: option {f.name!r} must be {f.type}, got {value!r}")
+
     def check_choice(self, field: str, choices: tuple[str, ...]) -> None:
         value = getattr(self, field)
         if value not in choices:
@@ -110,6 +128,11 @@ class Model(nn.Module, metaclass=abc.ABCMeta):
 
     def __init__(self, config: ModelConfig | None = None, **options):
         super().__init__()
+        if options:
+            names = {f.name for f in dataclasses.fields(self.config_class)}
+            unknown = sorted(set(options) - names)
+            if unknown:
+                raise ValueError(f"{type(self).__name__}: unknown option(s) {unknown}; expected some of {sorted(names)}")
         if config is None:
             config = self.config_class(**options)
         elif options:
@@ -117,6 +140,7 @@ class Model(nn.Module, metaclass=abc.ABCMeta):
         if not isinstance(config, self.config_class):
             raise TypeError(f"{type(self).__name__}: 'config' must be a {self.config_class.__name__}, "
                             f"got {type(config).__name__}")
+        config.check_types()
         config.validate()
         self.config = config
 
@@ -124,6 +148,14 @@ class Model(nn.Module, metaclass=abc.ABCMeta):
         if x.dim() != 2 or x.shape[1] != self.config.features:
             raise ValueError(f"{type(self).__name__}: expected x of shape (B, {self.config.features}), "
                              f"got {tuple(x.shape)}")
+
+    def _check_latent(self, u: Tensor, width: int | None = None) -> None:
+        """decode's input: (B, latent_dim) (or (B, width) where a model allows another width)."""
+        width = self.latent_dim if width is None else width
+        if not isinstance(u, Tensor) or u.dim() != 2 or u.shape[1] != width:
+            shape = tuple(u.shape) if isinstance(u, Tensor) else type(u).__name__
+            raise ValueError(f"{type(self).__name__}.decode: expected latent coordinates of shape (B, {width}), "
+                             f"got {shape}")
 
     def _param(self) -> Tensor:
         return next(self.parameters())

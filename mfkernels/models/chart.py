@@ -117,7 +117,7 @@ class ChartFlow(Model):
 
     def log_prob(self, x: Tensor) -> Tensor:
         pairs = self._pairs(x)
-        return torch.logsumexp(self._per_point(x, pairs), dim=1)
+        return self._nan_where_not_finite(x, torch.logsumexp(self._per_point(x, pairs), dim=1))
 
     def chart_posterior(self, x: Tensor) -> Tensor:
         """(B, K) p(k | x) (zero outside x's charts)."""
@@ -162,8 +162,16 @@ class ChartFlow(Model):
             k = torch.multinomial(posterior, 1, generator=generator)[:, 0]
             return self.chart_coordinates(x, k)
         weights = posterior[pairs["point"], pairs["chart"]]
-        return torch.zeros(x.shape[0], self.latent_dim, dtype=x.dtype, device=x.device).index_add(
+        z = torch.zeros(x.shape[0], self.latent_dim, dtype=x.dtype, device=x.device).index_add(
             0, pairs["point"], weights[:, None] * pairs["z"])
+        return self._nan_where_not_finite(x, z)
+
+    @staticmethod
+    def _nan_where_not_finite(x: Tensor, out: Tensor) -> Tensor:
+        """A row of x with a NaN/inf lies in no chart region; like every other model, NaN comes out
+        for it (not the 0 or -inf an empty chart sum would give)."""
+        bad = ~torch.isfinite(x).all(1)
+        return torch.where(bad.reshape(-1, *([1] * (out.dim() - 1))), torch.full_like(out, math.nan), out)
 
     def chart_coordinates(self, x: Tensor, chart: Tensor) -> Tensor:
         """f_k(x) = h_k(c_k^†(x)) for the given chart of each point."""

@@ -122,6 +122,7 @@ class HierarchicalFlow(Model):
         return self._descend(x)[0][-1]
 
     def decode(self, u: Tensor) -> Tensor:
+        self._check_latent(u)
         for block in reversed(self.blocks):
             u = block.reconstruct(u)
         return u

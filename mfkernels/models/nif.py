@@ -125,6 +125,7 @@ class NIF(Model):
         return z if self.inner is None else self.inner(z)[0]
 
     def decode(self, u: Tensor, noise_scale: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
+        self._check_latent(u)
         z = u if self.inner is None else self.inner.inverse(u)[0]
         return self.flow.inverse(self.nif.generate(z, noise_scale, generator))[0]
 

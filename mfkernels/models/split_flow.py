@@ -49,6 +49,7 @@ class SplitFlowModel(Model):
         return self.inner(u)[0]
 
     def decode(self, u: Tensor) -> Tensor:
+        self._check_latent(u)
         return self.reconstruct(self.inner.inverse(u)[0])
 
     def full_log_prob(self, x: Tensor, off_manifold_std: float) -> tuple[Tensor, Tensor, Tensor]:

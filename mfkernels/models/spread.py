@@ -108,6 +108,11 @@ class SpreadFlow(Model):
         return (self.flow(x)[0] @ vectors) / values.sqrt()
 
     def decode(self, u: Tensor) -> Tensor:
+        """x for coordinates u on the top-k eigenvectors, k = u.shape[1] (1 <= k <= features)."""
+        if isinstance(u, Tensor) and u.dim() == 2 and 1 <= u.shape[1] <= self.config.features:
+            self._check_latent(u, u.shape[1])
+        else:
+            self._check_latent(u, self.latent_dim)
         values, vectors = self._eigen(u.shape[1])
         return self.flow.inverse((u * values.sqrt()) @ vectors.T)[0]
 

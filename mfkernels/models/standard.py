@@ -43,9 +43,11 @@ class StandardFlow(Model):
         return self.flow(x)[0]
 
     def decode(self, u: Tensor) -> Tensor:
+        self._check_latent(u)
         return self.flow.inverse(u)[0]
 
     def project(self, x: Tensor) -> Tensor:
+        self._check_input(x)
         return x  # a bijection of R^D: every point is on its "manifold"
 
     def loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:

@@ -48,3 +48,54 @@ def tangent_aware_apply(fn_cls: type[torch.autograd.Function]) -> Callable:
         return fn_cls.apply(*args)
 
     return apply
+
+
+def _forward_ad_active() -> bool:
+    return getattr(torch.autograd.forward_ad, "_current_level", -1) >= 0
+
+
+class _FirstOrderOnly(torch.autograd.Function):
+    """Runs a compiled backward or tangent primitive whose results are first derivatives. Those
+    primitives have no derivative formulas of their own: differentiated again, the dispatcher's
+    fallback would treat them as constants and give zero second derivatives without a word. Here
+    that raises instead (double backward, hessian, reverse mode through a tangent, jacfwd of jacfwd).
+    The op's own inputs come along as anchors: a primitive may see them only through values the
+    forward saved (which carry no graph), and the result must still lead back to them."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(message, primitive, num_args, *args_and_anchors):
+        return primitive(*args_and_anchors[:num_args])
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.message = inputs[0]
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError(ctx.message)
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        raise RuntimeError(ctx.message)
+
+
+def input_anchors(inputs) -> tuple[torch.Tensor, ...]:
+    """The tensors among an op's inputs, kept on the autograd context for derivative_kernel."""
+    return tuple(t for t in inputs if isinstance(t, torch.Tensor))
+
+
+def derivative_kernel(op: str, anchors: tuple[torch.Tensor, ...], primitive: Callable, *args):
+    """primitive(*args) for an op's backward or jvp; `anchors` are the op's inputs (input_anchors).
+    When the result could itself be differentiated (grad mode on during backward, functorch
+    transforms, forward AD), through _FirstOrderOnly so that a second derivative is a clear error
+    naming the op, never a silent zero."""
+    if torch.compiler.is_compiling() or not (
+        torch.is_grad_enabled() or torch._C._are_functorch_transforms_active() or _forward_ad_active()
+    ):
+        return primitive(*args)
+    message = (f"{op}: second derivatives are not implemented (double backward, torch.func.hessian, "
+               f"reverse mode through its forward-mode tangent, or jacfwd of jacfwd); the op is "
+               f"differentiable once, in reverse or forward mode")
+    return _FirstOrderOnly.apply(message, primitive, len(args), *args, *anchors)

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from .. import reference
 from ._autocast import float32_under_autocast
-from ._autograd import tangent_aware_apply, zero_tangents
+from ._autograd import derivative_kernel, input_anchors, tangent_aware_apply, zero_tangents
 from ._checks import check_same_dtype_device, check_tensor
 from ._registry import OpSpec, register
 from ._vmap import register_row_vmap
@@ -65,6 +65,7 @@ class _AffineCoupling(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
+        ctx.anchors = input_anchors(inputs)
         x, shift, scale, mode, clamp, inverse = inputs
         ctx.options = (mode, clamp, inverse)
         ctx.save_for_backward(x, shift, scale)
@@ -74,7 +75,7 @@ class _AffineCoupling(torch.autograd.Function):
     def backward(ctx, grad_y, grad_logabsdet):
         x, shift, scale = ctx.saved_tensors
         shape = grad_y.shape
-        grads = torch.ops.mfkernels.affine_coupling_backward(
+        grads = derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.affine_coupling_backward, 
             _as_rows(grad_y, shape), grad_logabsdet.contiguous(), _as_rows(x, shape), _as_rows(shift, shape),
             _as_rows(scale, shape), *ctx.options,
         )
@@ -86,7 +87,7 @@ class _AffineCoupling(torch.autograd.Function):
         x, shift, scale = ctx.saved_tensors
         shape = _broadcast_shape(x, shift, scale)
         tangents = zero_tangents((x_dot, x), (shift_dot, shift), (scale_dot, scale))
-        y_dot, logabsdet_dot = torch.ops.mfkernels.affine_coupling_jvp(
+        y_dot, logabsdet_dot = derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.affine_coupling_jvp, 
             *(_as_rows(t, shape) for t in (x, shift, scale)), *(_as_rows(t, shape) for t in tangents), *ctx.options
         )
         return y_dot.view(shape), logabsdet_dot
@@ -130,8 +131,9 @@ def affine_coupling(
         raise ValueError(f"{_OP}: 'shift'/'scale' may not add dimensions to 'x' {tuple(x.shape)}, got {tuple(shape)}")
     if mode not in MODES:
         raise ValueError(f"{_OP}: argument 'mode' must be one of {MODES}, got {mode!r}")
-    if mode == "softclamp" and not (isinstance(clamp, (int, float)) and clamp > 0):
-        raise ValueError(f"{_OP}: argument 'clamp' must be a positive float with mode='softclamp', got {clamp!r}")
+    if mode == "softclamp" and not (isinstance(clamp, (int, float)) and 0 < clamp < math.inf):
+        raise ValueError(f"{_OP}: argument 'clamp' must be a positive finite float with mode='softclamp', "
+                         f"got {clamp!r}")
     return _apply(x, shift, scale, mode, None if clamp is None else float(clamp), bool(inverse))
 
 

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from .. import reference
 from ._autocast import float32_under_autocast
-from ._autograd import tangent_aware_apply
+from ._autograd import derivative_kernel, input_anchors, tangent_aware_apply
 from ._checks import check_tensor, check_unit_interval
 from ._registry import OpSpec, register
 from ._vmap import register_leading_batch_vmap
@@ -32,6 +32,7 @@ class _GramLogdet(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
+        ctx.anchors = input_anchors(inputs)
         J, _ = inputs
         _, L, perm = output
         ctx.mark_non_differentiable(L, perm)
@@ -41,12 +42,12 @@ class _GramLogdet(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_half_logdet: Tensor, _grad_L, _grad_perm):
         J, L, perm = ctx.saved_tensors
-        return torch.ops.mfkernels.gram_logdet_backward(grad_half_logdet, J, L, perm), None
+        return derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.gram_logdet_backward, grad_half_logdet, J, L, perm), None
 
     @staticmethod
     def jvp(ctx, J_dot: Tensor, _rtol_dot):
         J, L, perm = ctx.saved_tensors
-        return torch.ops.mfkernels.gram_logdet_jvp(J, L, perm, J_dot), None, None
+        return derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.gram_logdet_jvp, J, L, perm, J_dot), None, None
 
 
 _apply = tangent_aware_apply(_GramLogdet)

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .. import reference
 from ._autocast import float32_under_autocast
-from ._autograd import tangent_aware_apply, zero_tangents
+from ._autograd import derivative_kernel, input_anchors, tangent_aware_apply, zero_tangents
 from ._checks import cannot_read_values, check_same_dtype_device, check_tensor
 from ._registry import OpSpec, register
 from ._vmap import merged_rows_rule, register_loop_vmap
@@ -35,6 +35,7 @@ class _LowRankGaussian(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
+        ctx.anchors = input_anchors(inputs)
         x, loc, W, diag = inputs
         _, s, v, cinv = output
         ctx.mark_non_differentiable(s, v, cinv)
@@ -48,7 +49,7 @@ class _LowRankGaussian(torch.autograd.Function):
         if grad is None:
             return None, None, None, None
         W, diag, s, v, cinv = ctx.saved_tensors
-        grad_r, grad_W, grad_diag = torch.ops.mfkernels.lowrank_gaussian_log_prob_backward(grad, W, diag, s, v, cinv)
+        grad_r, grad_W, grad_diag = derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.lowrank_gaussian_log_prob_backward, grad, W, diag, s, v, cinv)
         grad_loc = None
         if ctx.needs_input_grad[1]:
             grad_loc = grad_r.sum(0, keepdim=True).neg_() if ctx.shared_loc else -grad_r
@@ -60,7 +61,7 @@ class _LowRankGaussian(torch.autograd.Function):
         r_dot, W_dot, diag_dot = zero_tangents((x_dot, s), (W_dot, W), (diag_dot, diag))
         if loc_dot is not None:
             r_dot = r_dot - loc_dot
-        out = torch.ops.mfkernels.lowrank_gaussian_log_prob_jvp(W, diag, s, v, cinv, r_dot, W_dot, diag_dot)
+        out = derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.lowrank_gaussian_log_prob_jvp, W, diag, s, v, cinv, r_dot, W_dot, diag_dot)
         return out, None, None, None
 
 

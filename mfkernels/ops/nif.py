@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .. import reference
 from ._autocast import float32_under_autocast
-from ._autograd import tangent_aware_apply, zero_tangents
+from ._autograd import derivative_kernel, input_anchors, tangent_aware_apply, zero_tangents
 from ._checks import check_same_dtype_device, check_tensor
 from ._registry import OpSpec, register
 from ._vmap import register_loop_vmap
@@ -33,6 +33,7 @@ class _NifBlock(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
+        ctx.anchors = input_anchors(inputs)
         _, A, b, log_sigma = inputs
         ctx.b_shape = b.shape
         _, _, z_mean, z_point, t, u, K1, K0 = output
@@ -46,7 +47,7 @@ class _NifBlock(torch.autograd.Function):
         grads = [g if g is not None else torch.zeros_like(like)
                  for g, like in ((g_log_px, t[:, 0, 0]), (g_manifold, t[:, 0, 0]), (g_z_mean, z_mean),
                                  (g_z_point, z_point))]
-        grad_x, grad_A, grad_log_sigma = torch.ops.mfkernels.nif_block_backward(
+        grad_x, grad_A, grad_log_sigma = derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.nif_block_backward, 
             *grads, A, log_sigma, t, u, z_mean, z_point, K1, K0)
         # b's gradient reduced to its own shape first, so the (B, P, r) negation is never materialised
         grad_b = grad_x.sum_to_size(ctx.b_shape).neg() if ctx.needs_input_grad[2] else None
@@ -58,7 +59,7 @@ class _NifBlock(torch.autograd.Function):
         x_dot, A_dot, b_dot, log_sigma_dot = zero_tangents((x_dot, t), (A_dot, A), (b_dot, t), (log_sigma_dot, log_sigma))
         # tangents of broadcast inputs come in their own shapes
         x_dot, b_dot, log_sigma_dot = x_dot.expand(t.shape), b_dot.expand(t.shape), log_sigma_dot.expand(log_sigma.shape)
-        tangents = torch.ops.mfkernels.nif_block_jvp(x_dot, A_dot, b_dot, log_sigma_dot, A, log_sigma, t, z_mean,
+        tangents = derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.nif_block_jvp, x_dot, A_dot, b_dot, log_sigma_dot, A, log_sigma, t, z_mean,
                                                      z_point, K1, K0)
         return (*tangents, None, None, None, None)
 

@@ -47,6 +47,7 @@ def intrinsic_dimension(A: Tensor, rel_threshold: float | None = None, min_gap: 
     lambda_i / lambda_{i+1}; if no ratio reaches `min_gap` the spectrum has no gap and the count is D
     (eigenvalues below max * eps(dtype)^2, zero to working precision, are lifted to that floor so
     exact zeros give a finite gap). With a float: the count of eigenvalues above rel_threshold * max.
+    A zero matrix has dimension 0.
     """
     _check_square(_INDIM, A)
     if not float(min_gap) > 1.0:
@@ -65,4 +66,5 @@ def intrinsic_dimension(A: Tensor, rel_threshold: float | None = None, min_gap: 
         gaps = log_eig[..., :-1] - log_eig[..., 1:]
         largest, at = gaps.max(-1)
         full = torch.full_like(at, eigenvalues.shape[-1])
-        return torch.where(largest >= torch.log(torch.tensor(float(min_gap))), at + 1, full)
+        count = torch.where(largest >= torch.log(torch.tensor(float(min_gap))), at + 1, full)
+        return torch.where(top[..., 0] > 0, count, torch.zeros_like(count))  # A = 0: no direction at all

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from .. import reference
 from ._autocast import float32_under_autocast
-from ._autograd import tangent_aware_apply, zero_tangents
+from ._autograd import derivative_kernel, input_anchors, tangent_aware_apply, zero_tangents
 from ._checks import cannot_read_values, check_same_dtype_device, check_tensor
 from ._registry import OpSpec, register
 from ._vmap import register_leading_batch_vmap
@@ -50,6 +50,7 @@ class _RQSpline(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
+        ctx.anchors = input_anchors(inputs)
         ctx.options = inputs[4:]
         ctx.save_for_backward(*inputs[:4])
         ctx.save_for_forward(*inputs[:4])
@@ -58,7 +59,7 @@ class _RQSpline(torch.autograd.Function):
     def backward(ctx, grad_outputs, grad_logabsdet):
         inputs, *params = ctx.saved_tensors
         shape = inputs.shape
-        grads = torch.ops.mfkernels.rq_spline_backward(
+        grads = derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.rq_spline_backward, 
             grad_outputs, grad_logabsdet, inputs, *(_expand(t, shape, t.shape[-1]) for t in params), *ctx.options
         )
         return (grads[0], *(_reduce(g, t) for g, t in zip(grads[1:], params)), *(None for _ in ctx.options))
@@ -70,7 +71,7 @@ class _RQSpline(torch.autograd.Function):
         tangents = zero_tangents(*zip((inputs_dot, widths_dot, heights_dot, derivatives_dot), saved))
         params = [_expand(t, shape, t.shape[-1]) for t in saved[1:]]
         dots = [_expand(d, shape, d.shape[-1]) for d in tangents[1:]]
-        return torch.ops.mfkernels.rq_spline_jvp(saved[0], *params, _expand(tangents[0], shape), *dots, *ctx.options)
+        return derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.rq_spline_jvp, saved[0], *params, _expand(tangents[0], shape), *dots, *ctx.options)
 
 
 _apply = tangent_aware_apply(_RQSpline)

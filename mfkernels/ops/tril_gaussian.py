@@ -21,7 +21,7 @@ from .. import reference
 from ._autocast import float32_under_autocast
 from ._checks import cannot_read_values, check_same_dtype_device, check_tensor
 from ._registry import OpSpec, register
-from ._autograd import tangent_aware_apply, zero_tangents
+from ._autograd import derivative_kernel, input_anchors, tangent_aware_apply, zero_tangents
 from ._vmap import merged_rows_rule, register_loop_vmap
 
 _OP = "mfkernels.ops.tril_gaussian_log_prob"
@@ -36,6 +36,7 @@ class _Noisy(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
+        ctx.anchors = input_anchors(inputs)
         _, A, sigma = inputs
         _, C, w, C_block_inv = output
         ctx.mark_non_differentiable(C, w, C_block_inv)
@@ -48,14 +49,14 @@ class _Noisy(torch.autograd.Function):
         if grad is None:
             return None, None, None
         A, sigma, C, w, C_block_inv = ctx.saved_tensors
-        return torch.ops.mfkernels.tril_gaussian_noisy_backward(grad, A, sigma, C, w, C_block_inv,
+        return derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.tril_gaussian_noisy_backward, grad, A, sigma, C, w, C_block_inv,
                                                                 ctx.needs_input_grad[2])
 
     @staticmethod
     def jvp(ctx, z_dot, A_dot, sigma_dot):
         A, sigma, C, w, _ = ctx.saved_tensors
         z_dot, A_dot, sigma_dot = zero_tangents((z_dot, w), (A_dot, A), (sigma_dot, sigma))
-        return torch.ops.mfkernels.tril_gaussian_noisy_jvp(z_dot, A_dot, sigma_dot, A, sigma, C, w), None, None, None
+        return derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.tril_gaussian_noisy_jvp, z_dot, A_dot, sigma_dot, A, sigma, C, w), None, None, None
 
 
 class _Triangular(torch.autograd.Function):
@@ -67,6 +68,7 @@ class _Triangular(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
+        ctx.anchors = input_anchors(inputs)
         _, A = inputs
         _, w = output
         ctx.mark_non_differentiable(w)
@@ -79,13 +81,13 @@ class _Triangular(torch.autograd.Function):
         if grad is None:
             return None, None
         A, w = ctx.saved_tensors
-        return torch.ops.mfkernels.tril_gaussian_triangular_backward(grad, A, w)
+        return derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.tril_gaussian_triangular_backward, grad, A, w)
 
     @staticmethod
     def jvp(ctx, z_dot, A_dot):
         A, w = ctx.saved_tensors
         z_dot, A_dot = zero_tangents((z_dot, w), (A_dot, A))
-        return torch.ops.mfkernels.tril_gaussian_triangular_jvp(z_dot, A_dot, A, w), None
+        return derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.tril_gaussian_triangular_jvp, z_dot, A_dot, A, w), None
 
 
 _noisy_apply = tangent_aware_apply(_Noisy)
