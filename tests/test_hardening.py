@@ -268,3 +268,96 @@ def test_fit_refuses_a_nan_clip_norm():
     for bad in (math.nan, -1.0, math.inf):
         with pytest.raises(ValueError, match="'clip_norm' must be a finite float >= 0"):
             TrainConfig(clip_norm=bad).validate()
+
+
+# ---- errors from inside torch turned into the op's or model's own (case 13) and the float32 range (case 6) ----
+
+def test_model_input_of_another_dtype_is_named(gen):
+    model = build_model("dnf", features=4, manifold_dim=2)
+    with pytest.raises(ValueError, match="x is torch.float64 on cpu but the model is torch.float32"):
+        model.log_prob(torch.randn(3, 4, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_loss_on_an_empty_batch_raises(name, gen):
+    model = _model(name, gen)
+    with pytest.raises(ValueError, match=r"\.loss: the batch is empty"):
+        model.loss(torch.zeros(0, model.config.features, dtype=torch.float64))
+
+
+def test_chart_flow_checks_its_input_and_samples_nothing():
+    model = build_model("chart")
+    with pytest.raises(ValueError, match=r"ChartFlow: expected x of shape \(B, 2\)"):
+        model.loss(torch.randn(5, 3))
+    with pytest.raises(ValueError, match=r"ChartFlow: expected x of shape \(B, 2\)"):
+        model.log_prob(torch.randn(5, 3))
+    assert model.sample(0).shape == (0, 2)
+
+
+def test_spectrum_nan_policy_and_intrinsic_dimension_refuses_nan(device):
+    A = torch.randn(2, 4, 4, dtype=torch.float64).to(device)
+    A[1, 1, 1] = math.nan
+    eigenvalues, vectors = ops.spectrum(A)
+    assert torch.isnan(eigenvalues[1]).all() and torch.isnan(vectors[1]).all()
+    torch.testing.assert_close(eigenvalues[0], ops.spectrum(A[0])[0])
+    with pytest.raises(ValueError, match="mfkernels.ops.intrinsic_dimension: argument 'A' holds NaN"):
+        ops.intrinsic_dimension(A)
+
+
+def test_tril_gaussian_nan_in_A_and_zero_dimensions(device):
+    A = torch.eye(4, dtype=torch.float64, device=device)
+    A[1, 1] = math.nan
+    out = ops.tril_gaussian_log_prob(torch.randn(3, 4, dtype=torch.float64).to(device), A, 0.0)
+    assert torch.isnan(out).all()
+    z = torch.randn(3, 0, dtype=torch.float64, device=device, requires_grad=True)
+    out = ops.tril_gaussian_log_prob(z, torch.zeros(0, 0, dtype=torch.float64, device=device), 0.0)
+    assert torch.equal(out, torch.zeros(3, dtype=torch.float64, device=device))  # log N on R^0 = 0
+    out.sum().backward()
+
+
+def test_rq_spline_with_no_bins_names_the_widths():
+    x = torch.randn(2, 3)
+    with pytest.raises(ValueError, match="'unnormalized_widths' must hold K >= 1 bins"):
+        ops.rq_spline(x, torch.randn(2, 3, 0), torch.randn(2, 3, 0), torch.randn(2, 3, 0))
+
+
+def test_nif_sample_posterior_agrees_with_nif_block_on_a_singular_block(gen):
+    x = torch.randn(3, 2, 4, dtype=torch.float64, generator=gen)
+    A = torch.randn(2, 4, 2, dtype=torch.float64, generator=gen)
+    A[0, :, 1] = 0  # block 0's precision is singular
+    b, log_sigma = torch.zeros(2, 4, dtype=torch.float64), torch.zeros(2, 4, dtype=torch.float64)
+    _, manifold, _, z_point = ops.nif_block(x, A, b, log_sigma)
+    z = ops.nif_sample_posterior(x, A, b, log_sigma, generator=torch.Generator().manual_seed(0))
+    assert torch.isnan(z[:, 0]).all() and torch.isnan(z_point[:, 0]).all() and torch.isnan(manifold).all()
+    assert torch.isfinite(z[:, 1]).all()
+
+
+def test_float32_range_of_gram_logdet_is_as_documented(gen):
+    """Case 6, documented rather than rescaled: float32 forms J^T J in float32, so |J| ~ 1e20 overflows
+    (NaN) and |J| ~ 1e-30 underflows (-inf, 'singular'); float64 gives the true values, and float32
+    within the documented range agrees with float64."""
+    J = torch.randn(3, 4, 2, dtype=torch.float64, generator=gen)
+    for scale in (1e20, 1e-30):
+        exact = ops.gram_logdet(scale * J)
+        torch.testing.assert_close(exact, ops.gram_logdet(J) + 2 * math.log(scale))  # d log(scale), d = 2
+        single = ops.gram_logdet((scale * J).float())
+        assert not torch.isfinite(single).any()  # never a finite wrong number
+    for scale in (1e15, 1e-15):
+        torch.testing.assert_close(ops.gram_logdet((scale * J).float()).double(), ops.gram_logdet(scale * J),
+                                   rtol=1e-5, atol=1e-4)
+
+
+def test_float32_overflow_of_the_gaussian_ops_is_nan_not_a_wrong_number(gen):
+    """Case 6 for lowrank, tril (sigma > 0) and nif_block: factors of magnitude 1e20 square past float32's
+    range; the documented result is NaN (float64 gives the value), never a finite wrong one."""
+    x = torch.randn(3, 5, generator=gen)
+    W = torch.randn(5, 2, generator=gen)
+    lowrank = ops.lowrank_gaussian_log_prob(x, torch.zeros(5), 1e20 * W, torch.ones(5))
+    A = torch.tril(torch.randn(5, 5, generator=gen)) + 3 * torch.eye(5)
+    tril = ops.tril_gaussian_log_prob(x, 1e20 * A, 0.1)
+    xn, An = torch.randn(3, 2, 4, generator=gen), torch.randn(2, 4, 2, generator=gen)
+    nif = ops.nif_block(xn, 1e20 * An, torch.zeros(2, 4), torch.zeros(2, 4))[0]
+    for out in (lowrank, tril, nif):
+        assert torch.isnan(out).all()
+    exact = ops.lowrank_gaussian_log_prob(x.double(), torch.zeros(5).double(), 1e20 * W.double(), torch.ones(5).double())
+    assert torch.isfinite(exact).all()

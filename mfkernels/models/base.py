@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
+import functools
 from typing import Any, ClassVar
 
 import torch
@@ -120,6 +121,17 @@ class ModelConfig:
                              f"features = {self.features}, got image_shape={self.image_shape}")
 
 
+def _refusing_empty_batches(loss):
+    @functools.wraps(loss)
+    def checked(self, x, *args, **kwargs):
+        if isinstance(x, Tensor) and x.dim() >= 1 and x.shape[0] == 0:
+            raise ValueError(f"{type(self).__name__}.loss: the batch is empty (shape {tuple(x.shape)}); "
+                             f"a mean over no points has no value")
+        return loss(self, x, *args, **kwargs)
+
+    return checked
+
+
 class Model(nn.Module, metaclass=abc.ABCMeta):
     """Base class of the models: holds the config and gives project() and the training hook."""
 
@@ -145,9 +157,18 @@ class Model(nn.Module, metaclass=abc.ABCMeta):
         self.config = config
 
     def _check_input(self, x: Tensor) -> None:
-        if x.dim() != 2 or x.shape[1] != self.config.features:
-            raise ValueError(f"{type(self).__name__}: expected x of shape (B, {self.config.features}), "
-                             f"got {tuple(x.shape)}")
+        if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] != self.config.features:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"{type(self).__name__}: expected x of shape (B, {self.config.features}), got {shape}")
+        p = next(self.parameters(), None)
+        if p is not None and (x.dtype != p.dtype or x.device != p.device):
+            raise ValueError(f"{type(self).__name__}: x is {x.dtype} on {x.device} but the model is {p.dtype} on "
+                             f"{p.device}; convert one of them (x.to(model's dtype/device) or model.to(x.dtype))")
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "loss" in cls.__dict__:  # every model's loss refuses an empty batch (its mean would be NaN)
+            cls.loss = _refusing_empty_batches(cls.__dict__["loss"])
 
     def _check_latent(self, u: Tensor, width: int | None = None) -> None:
         """decode's input: (B, latent_dim) (or (B, width) where a model allows another width)."""

@@ -98,6 +98,7 @@ class ChartFlow(Model):
     def _pairs(self, x: Tensor) -> dict[str, Tensor]:
         """Every (x_b, k) with x_b ∈ U_k: point and chart indices, y = c_k^†(x_b), z = h_k(y), and the
         pair's log p_k + log q(z) + log|det ∂z/∂y| − d log λ(y)."""
+        self._check_input(x)
         point, chart = self.membership(x).nonzero(as_tuple=True)
         y, log_lambda = self.maps.inverse(x[point], chart)
         context = self.vq.codes[chart]
@@ -124,6 +125,7 @@ class ChartFlow(Model):
         return torch.softmax(self._per_point(x, self._pairs(x)), dim=1)
 
     def loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        self._check_input(x)
         if self.stage == 0:
             return self.vq.loss(x)
         if not bool(self.charts_placed):
@@ -203,6 +205,8 @@ class ChartFlow(Model):
 
     def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
         p = self._param()
+        if n == 0:  # torch.multinomial refuses to draw nothing; every other model returns (0, D)
+            return torch.empty(0, self.config.features, dtype=p.dtype, device=p.device)
         chart = torch.multinomial(torch.softmax(self.chart_logits.detach(), 0), n, replacement=True,
                                   generator=generator)
         z = temperature * torch.randn(n, self.latent_dim, generator=generator, dtype=p.dtype, device=p.device)

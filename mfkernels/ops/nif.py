@@ -121,11 +121,16 @@ def nif_sample_posterior(x: Tensor, A: Tensor, b: Tensor, log_sigma: Tensor,
     b, log_sigma = _validate(x, A, b, log_sigma)
     _, _, _, z_point = nif_block(x, A, b, log_sigma)
     precision = A.mT @ (A * torch.exp(-2 * log_sigma).unsqueeze(-1))  # Lambda (P, c, c)
-    L = torch.linalg.cholesky(precision)
+    L, info = torch.linalg.cholesky_ex(precision)
+    # a singular Lambda (rank-deficient block): NaN samples for that block, as nif_block's z_point and
+    # manifold term are NaN there (LAPACK's error would name neither the op nor the block)
+    singular = info > 0
+    if bool(singular.any()):
+        L = torch.where(singular[:, None, None], torch.eye(L.shape[-1], dtype=L.dtype, device=L.device), L)
     eps = torch.randn(z_point.shape, generator=generator, dtype=x.dtype, device=x.device)
     # Lambda = L L^T, so L^-T eps has covariance Lambda^-1
     noise = torch.linalg.solve_triangular(L.mT.unsqueeze(0), eps.unsqueeze(-1), upper=True).squeeze(-1)
-    return z_point + noise
+    return torch.where(singular[None, :, None], torch.full_like(z_point, float("nan")), z_point + noise)
 
 
 register_loop_vmap("mfkernels::nif_block_forward")

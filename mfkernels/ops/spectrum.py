@@ -34,9 +34,13 @@ def spectrum(A: Tensor) -> tuple[Tensor, Tensor]:
     either sign, and CPU LAPACK and CUDA's solver do differ, which would flip the coordinates of
     every projection onto these vectors (SpreadFlow.encode) from one device to the other."""
     _check_square(_SPECTRUM, A)
-    U, S, _ = torch.linalg.svd(torch.tril(A))
+    L = torch.tril(A)
+    finite = torch.isfinite(L).all(-1).all(-1)  # NaN policy: a non-finite matrix gives NaN eigen-pairs
+    U, S, _ = torch.linalg.svd(torch.where(finite[..., None, None], L, torch.zeros_like(L)))
     peak = torch.gather(U, -2, U.abs().argmax(dim=-2, keepdim=True))
-    return S.square(), U * torch.where(peak < 0, -1.0, 1.0).to(U.dtype)
+    U = U * torch.where(peak < 0, -1.0, 1.0).to(U.dtype)
+    nan = torch.tensor(float("nan"), dtype=L.dtype, device=L.device)
+    return torch.where(finite[..., None], S.square(), nan), torch.where(finite[..., None, None], U, nan)
 
 
 @float32_under_autocast
@@ -55,6 +59,8 @@ def intrinsic_dimension(A: Tensor, rel_threshold: float | None = None, min_gap: 
     if rel_threshold is not None and not 0.0 <= float(rel_threshold) < 1.0:
         raise ValueError(f"{_INDIM}: argument 'rel_threshold' must be None or a float in [0, 1), got {rel_threshold!r}")
     with torch.no_grad():
+        if not bool(torch.isfinite(torch.tril(A)).all()):
+            raise ValueError(f"{_INDIM}: argument 'A' holds NaN or inf; a dimension count of it has no meaning")
         eigenvalues = torch.linalg.svdvals(torch.tril(A)).square()
         top = eigenvalues[..., :1]
         if rel_threshold is not None:

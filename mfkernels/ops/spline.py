@@ -112,6 +112,9 @@ def rq_spline(
     if tails not in ("linear", None):
         raise ValueError(f"{_OP}: argument 'tails' must be 'linear' or None, got {tails!r}")
     K = unnormalized_widths.shape[-1]
+    if K < 1:
+        raise ValueError(f"{_OP}: argument 'unnormalized_widths' must hold K >= 1 bins in its last dimension, "
+                         f"got shape {tuple(unnormalized_widths.shape)}")
     expected = K - 1 if tails == "linear" else K + 1
     if unnormalized_heights.shape[-1] != K or unnormalized_derivatives.shape[-1] != expected:
         raise ValueError(

@@ -143,8 +143,12 @@ class _Degenerate(torch.autograd.Function):
 
 
 def _full_rank(L: Tensor, rank_tol: float) -> bool:
-    """A triangular matrix is singular exactly when a diagonal entry is 0; relative to the largest."""
+    """A triangular matrix is singular exactly when a diagonal entry is 0; relative to the largest.
+    A non-finite diagonal counts as full rank: the triangular route then propagates the NaN (the
+    degenerate route's SVD would refuse it with LAPACK's error instead)."""
     d = L.diagonal().abs()
+    if not bool(torch.isfinite(d).all()):
+        return True
     return bool(d.min() > rank_tol * d.max())
 
 
@@ -193,6 +197,8 @@ def tril_gaussian_log_prob(z: Tensor, A: Tensor, sigma: float | Tensor = 0.0, *,
             raise ValueError(f"{_OP}: argument 'sigma' must be >= 0 (a standard deviation), got {sigma!r}")
         noisy = float(sigma) > 0
         sigma = torch.tensor(float(sigma), dtype=z.dtype, device=z.device)
+    if D == 0:  # the Gaussian on R^0: log density 0 (every input kept in the graph)
+        return z.sum(-1) * 0 + A.sum() * 0 + sigma * 0
     N = z.shape[:-1].numel()
     rows = z.reshape(N, D)
     if noisy:
