@@ -75,7 +75,8 @@ class _AffineCoupling(torch.autograd.Function):
     def backward(ctx, grad_y, grad_logabsdet):
         x, shift, scale = ctx.saved_tensors
         shape = grad_y.shape
-        grads = derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.affine_coupling_backward, 
+        grads = derivative_kernel(
+            _OP, ctx.anchors, torch.ops.mfkernels.affine_coupling_backward,
             _as_rows(grad_y, shape), grad_logabsdet.contiguous(), _as_rows(x, shape), _as_rows(shift, shape),
             _as_rows(scale, shape), *ctx.options,
         )
@@ -87,7 +88,8 @@ class _AffineCoupling(torch.autograd.Function):
         x, shift, scale = ctx.saved_tensors
         shape = _broadcast_shape(x, shift, scale)
         tangents = zero_tangents((x_dot, x), (shift_dot, shift), (scale_dot, scale))
-        y_dot, logabsdet_dot = derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.affine_coupling_jvp, 
+        y_dot, logabsdet_dot = derivative_kernel(
+            _OP, ctx.anchors, torch.ops.mfkernels.affine_coupling_jvp,
             *(_as_rows(t, shape) for t in (x, shift, scale)), *(_as_rows(t, shape) for t in tangents), *ctx.options
         )
         return y_dot.view(shape), logabsdet_dot

@@ -42,7 +42,8 @@ class _GramLogdet(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_half_logdet: Tensor, _grad_L, _grad_perm):
         J, L, perm = ctx.saved_tensors
-        return derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.gram_logdet_backward, grad_half_logdet, J, L, perm), None
+        grad_J = derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.gram_logdet_backward, grad_half_logdet, J, L, perm)
+        return grad_J, None
 
     @staticmethod
     def jvp(ctx, J_dot: Tensor, _rtol_dot):

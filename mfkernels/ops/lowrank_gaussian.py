@@ -49,7 +49,8 @@ class _LowRankGaussian(torch.autograd.Function):
         if grad is None:
             return None, None, None, None
         W, diag, s, v, cinv = ctx.saved_tensors
-        grad_r, grad_W, grad_diag = derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.lowrank_gaussian_log_prob_backward, grad, W, diag, s, v, cinv)
+        grad_r, grad_W, grad_diag = derivative_kernel(
+            _OP, ctx.anchors, torch.ops.mfkernels.lowrank_gaussian_log_prob_backward, grad, W, diag, s, v, cinv)
         grad_loc = None
         if ctx.needs_input_grad[1]:
             grad_loc = grad_r.sum(0, keepdim=True).neg_() if ctx.shared_loc else -grad_r
@@ -61,7 +62,8 @@ class _LowRankGaussian(torch.autograd.Function):
         r_dot, W_dot, diag_dot = zero_tangents((x_dot, s), (W_dot, W), (diag_dot, diag))
         if loc_dot is not None:
             r_dot = r_dot - loc_dot
-        out = derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.lowrank_gaussian_log_prob_jvp, W, diag, s, v, cinv, r_dot, W_dot, diag_dot)
+        out = derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.lowrank_gaussian_log_prob_jvp,
+                                W, diag, s, v, cinv, r_dot, W_dot, diag_dot)
         return out, None, None, None
 
 

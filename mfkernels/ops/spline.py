@@ -59,7 +59,8 @@ class _RQSpline(torch.autograd.Function):
     def backward(ctx, grad_outputs, grad_logabsdet):
         inputs, *params = ctx.saved_tensors
         shape = inputs.shape
-        grads = derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.rq_spline_backward, 
+        grads = derivative_kernel(
+            _OP, ctx.anchors, torch.ops.mfkernels.rq_spline_backward,
             grad_outputs, grad_logabsdet, inputs, *(_expand(t, shape, t.shape[-1]) for t in params), *ctx.options
         )
         return (grads[0], *(_reduce(g, t) for g, t in zip(grads[1:], params)), *(None for _ in ctx.options))
@@ -71,7 +72,8 @@ class _RQSpline(torch.autograd.Function):
         tangents = zero_tangents(*zip((inputs_dot, widths_dot, heights_dot, derivatives_dot), saved))
         params = [_expand(t, shape, t.shape[-1]) for t in saved[1:]]
         dots = [_expand(d, shape, d.shape[-1]) for d in tangents[1:]]
-        return derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.rq_spline_jvp, saved[0], *params, _expand(tangents[0], shape), *dots, *ctx.options)
+        return derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.rq_spline_jvp, saved[0], *params,
+                                 _expand(tangents[0], shape), *dots, *ctx.options)
 
 
 _apply = tangent_aware_apply(_RQSpline)

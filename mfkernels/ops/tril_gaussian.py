@@ -49,14 +49,16 @@ class _Noisy(torch.autograd.Function):
         if grad is None:
             return None, None, None
         A, sigma, C, w, C_block_inv = ctx.saved_tensors
-        return derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.tril_gaussian_noisy_backward, grad, A, sigma, C, w, C_block_inv,
-                                                                ctx.needs_input_grad[2])
+        return derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.tril_gaussian_noisy_backward, grad, A, sigma, C, w,
+                                 C_block_inv, ctx.needs_input_grad[2])
 
     @staticmethod
     def jvp(ctx, z_dot, A_dot, sigma_dot):
         A, sigma, C, w, _ = ctx.saved_tensors
         z_dot, A_dot, sigma_dot = zero_tangents((z_dot, w), (A_dot, A), (sigma_dot, sigma))
-        return derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.tril_gaussian_noisy_jvp, z_dot, A_dot, sigma_dot, A, sigma, C, w), None, None, None
+        out = derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.tril_gaussian_noisy_jvp, z_dot, A_dot, sigma_dot,
+                                A, sigma, C, w)
+        return out, None, None, None
 
 
 class _Triangular(torch.autograd.Function):
