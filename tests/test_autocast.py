@@ -52,34 +52,36 @@ def test_compiled_primitives_have_autocast_kernels(device, gen):
         torch.testing.assert_close(half_logdet, torch.ops.mfkernels.gram_logdet_forward(J.to(dtype).to(expected))[0])
 
 
-def test_spectrum_and_intrinsic_dimension_under_autocast(gen):
-    A = torch.tril(torch.randn(5, 5, generator=gen))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        eig, U = spectrum(A.bfloat16())
-        k = intrinsic_dimension(A.bfloat16())
+def test_spectrum_and_intrinsic_dimension_under_autocast(device, gen):
+    low = AUTOCAST_DTYPE[device]
+    A = torch.tril(torch.randn(5, 5, generator=gen)).to(device)
+    with torch.autocast(device, dtype=low):
+        eig, U = spectrum(A.to(low))
+        k = intrinsic_dimension(A.to(low))
     assert eig.dtype == U.dtype == torch.float32
-    torch.testing.assert_close(eig, spectrum(A.bfloat16().float())[0])
-    assert int(k) == int(intrinsic_dimension(A.bfloat16().float()))
+    torch.testing.assert_close(eig, spectrum(A.to(low).float())[0])
+    assert int(k) == int(intrinsic_dimension(A.to(low).float()))
 
 
-def test_dnf_training_step_with_bfloat16_conditioners(gen):
-    """One Adam step of the DNF loss (noise off) under CPU autocast: the conditioners' linear layers
-    run in bfloat16, the spline op in float32; the loss and every gradient are finite and the loss is
-    within bfloat16 accuracy of the float32 step's."""
+def test_dnf_training_step_with_low_precision_conditioners(device, gen):
+    """One Adam step of the DNF loss (noise off) under autocast (bfloat16 on the CPU, float16 on CUDA):
+    the conditioners' linear layers run in low precision, the spline op in float32; the loss and every
+    gradient are finite and the loss is within low-precision accuracy of the float32 step's."""
+    low = AUTOCAST_DTYPE[device]
     torch.manual_seed(0)
     model = build_model("dnf", features=4, manifold_dim=2, num_layers=2, inner_layers=1, hidden_features=32,
-                        noise_std=1e-3, penalty=1.0)
-    x = torch.randn(128, 4, generator=gen)
+                        noise_std=1e-3, penalty=1.0).to(device)
+    x = torch.randn(128, 4, generator=gen).to(device)
     torch.manual_seed(1)
     full, _ = model.loss(x)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     torch.manual_seed(1)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(device, dtype=low):
         loss, terms = model.loss(x)
         first = model.outer.layers[0]  # an RQ spline coupling
         conditioner_out = first.conditioner(x[:, first.identity_index])
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
-    assert conditioner_out.dtype == torch.bfloat16  # the conditioners really ran in low precision
+    assert conditioner_out.dtype == low  # the conditioners really ran in low precision
     opt.zero_grad()
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
