@@ -1,5 +1,6 @@
 """Reproductions of the papers' experiments, run by `mfkernels reproduce NAME`: each module here has a
-`run(out_dir, quick, seed, device, progress, ...) -> dict` and is imported only when asked for."""
+`run(out_dir, quick, seed, device, progress, ...) -> dict` and is imported only when asked for. A rerun
+rewrites the experiment's folder (its training runs pass overwrite=True): the folder is that experiment's."""
 
 from __future__ import annotations
 

@@ -80,7 +80,7 @@ def run(out_dir: str | Path = "chart-flows", quick: bool = False, seed: int = 0,
         for label, (model_name, options) in model_specs(name, s).items():
             model = build_model(model_name, **options)
             start = time.perf_counter()
-            fit(model, train, TrainConfig(steps=s.steps, batch_size=s.batch_size, lr=s.lr, seed=seed,
+            fit(model, train, TrainConfig(overwrite=True, steps=s.steps, batch_size=s.batch_size, lr=s.lr, seed=seed,
                                           out_dir=str(out / name / label), checkpoint_every=max(s.steps // 2, 1),
                                           device=device, progress=progress, desc=f"chart-flows: {name} {label}"))
             model = model.cpu().eval()

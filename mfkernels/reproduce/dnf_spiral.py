@@ -91,7 +91,7 @@ def run(out_dir: str | Path = "dnf-spiral", quick: bool = False, seed: int = 0, 
     for name in MODELS:
         model = build_model(name, seed=seed, **model_options(name, s.steps))
         start = time.perf_counter()
-        fit(model, train, TrainConfig(steps=s.steps, batch_size=100, lr=1e-3, seed=seed, out_dir=str(out / name),
+        fit(model, train, TrainConfig(overwrite=True, steps=s.steps, batch_size=100, lr=1e-3, seed=seed, out_dir=str(out / name),
                                       checkpoint_every=max(s.steps // 4, 1), device=device, progress=progress,
                                       desc=f"dnf-spiral: {TITLES[name]}"))
         train_s = time.perf_counter() - start

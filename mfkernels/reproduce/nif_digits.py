@@ -67,7 +67,7 @@ def run(out_dir: str | Path = "nif-digits", quick: bool = False, seed: int = 0, 
     for name, options in model_options(s).items():
         model = build_model(name, **options)
         start = time.perf_counter()
-        fit(model, train, TrainConfig(steps=s.steps, batch_size=s.batch_size, lr=s.lr, seed=seed,
+        fit(model, train, TrainConfig(overwrite=True, steps=s.steps, batch_size=s.batch_size, lr=s.lr, seed=seed,
                                       out_dir=str(out / name), checkpoint_every=max(s.steps // 4, 1), device=device,
                                       progress=progress, desc=f"nif-digits: {name}"))
         seconds = time.perf_counter() - start

@@ -87,7 +87,7 @@ def model_spec(label: str, s: Settings, D: int, d: int = 2) -> tuple[str, dict[s
 
 
 def _train(model, train: torch.Tensor, s: Settings, folder: Path, label: str, device, progress: bool):
-    fit(model, train, TrainConfig(steps=s.steps, batch_size=100, lr=s.lr, seed=s.seed, out_dir=str(folder),
+    fit(model, train, TrainConfig(overwrite=True, steps=s.steps, batch_size=100, lr=s.lr, seed=s.seed, out_dir=str(folder),
                                   checkpoint_every=max(s.steps // 2, 1), device=device, progress=progress,
                                   desc=f"pixel-rejection: {label}"))
     return model.cpu().eval()

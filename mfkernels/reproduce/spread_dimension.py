@@ -78,7 +78,7 @@ def _one(name: str, out: Path, r: Recipe, seed: int, device: str | None, progres
     model = build_model("spread", features=data.ambient_dim, num_layers=r.num_layers,
                         hidden_features=r.hidden_features, permutation=r.permutation, entropy=r.entropy, seed=seed)
     start = time.perf_counter()
-    fit(model, train - mean, TrainConfig(steps=r.steps, batch_size=r.batch_size, lr=r.lr, weight_decay=r.weight_decay, seed=seed, out_dir=str(out),
+    fit(model, train - mean, TrainConfig(overwrite=True, steps=r.steps, batch_size=r.batch_size, lr=r.lr, weight_decay=r.weight_decay, seed=seed, out_dir=str(out),
                                          checkpoint_every=max(r.steps // 4, 1), device=device, progress=progress,
                                          desc=f"spread-dimension: {name}"))
     seconds = time.perf_counter() - start
