@@ -73,10 +73,18 @@ def _sample(args) -> int:
 def _reproduce(args) -> int:
     from .reproduce import EXPERIMENTS
 
-    results = EXPERIMENTS[args.experiment](out_dir=args.out or args.experiment, quick=args.quick, seed=args.seed,
-                                           device=args.device)
+    out = args.out or args.experiment
+    if args.seeds is not None:
+        from .reproduce.seeds import parse_seeds, run_seeds
+
+        summary = run_seeds(EXPERIMENTS[args.experiment], args.experiment, out, parse_seeds(args.seeds),
+                            args.quick, args.device)
+        print(json.dumps(summary["over_seeds"], indent=2))
+        print(f"\nwrote seed<N>/ (metrics.json, figures) and summary.json (mean ± std over seeds) under {out}/")
+        return 0
+    results = EXPERIMENTS[args.experiment](out_dir=out, quick=args.quick, seed=args.seed, device=args.device)
     print(json.dumps(results, indent=2))
-    print(f"\nwrote metrics.json and figures (PNG) under {args.out or args.experiment}/")
+    print(f"\nwrote metrics.json and figures (PNG) under {out}/")
     return 0
 
 
@@ -145,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="short training (under 5 minutes on 2 CPU cores)")
     p.add_argument("--out", default=None, help="output folder (default: ./EXPERIMENT)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default=None, metavar="LIST",
+                   help="several seeds, e.g. 0,1,2: each in OUT/seed<N>/, mean ± std in OUT/summary.json")
     p.add_argument("--device", default=None)
     p.set_defaults(func=_reproduce)
     return parser

@@ -89,3 +89,29 @@ def cli_options(pairs):
     from mfkernels.commands import parse_options
 
     return parse_options(pairs)
+
+
+def test_seeds_run_each_seed_and_summarise_mean_and_std(tmp_path, monkeypatch, capsys):
+    """--seeds 0,1,2: one run per seed in OUT/seed<N>/, summary.json with mean and sample std of every number."""
+    from mfkernels import reproduce
+    from mfkernels.reproduce.seeds import aggregate, parse_seeds
+
+    calls = []
+
+    def fake(out_dir, quick, seed, device):
+        calls.append((str(out_dir), quick, seed))
+        return {"models": {"dnf": {"tv": 0.1 * (seed + 1), "name": "dnf", "flag": True}}, "nan": math.nan}
+
+    monkeypatch.setitem(reproduce.EXPERIMENTS, "dnf-spiral", fake)
+    assert cli.main(["reproduce", "dnf-spiral", "--quick", "--seeds", "0,1,2", "--out", str(tmp_path / "r")]) == 0
+    assert [c[2] for c in calls] == [0, 1, 2] and calls[1][0].endswith("r/seed1") and calls[0][1] is True
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    tv = summary["over_seeds"]["models"]["dnf"]["tv"]
+    assert tv["values"] == [0.1, 0.2, 0.30000000000000004] and math.isclose(tv["mean"], 0.2)
+    assert math.isclose(tv["std"], 0.1)  # sample standard deviation of 0.1, 0.2, 0.3
+    assert summary["over_seeds"]["models"]["dnf"]["name"] == "dnf" and summary["over_seeds"]["models"]["dnf"]["flag"] is True
+    assert summary["seeds"] == [0, 1, 2] and set(summary["wall_seconds"]) == {"0", "1", "2"}
+    assert aggregate([{"a": 1.0}, {"a": 3.0}])["a"]["std"] == math.sqrt(2)
+    for bad in ("", "0,0", "a,b"):
+        with pytest.raises(ValueError, match="--seeds"):
+            parse_seeds(bad)
