@@ -60,11 +60,16 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+    def check_option_names(cls, values: dict[str, Any], owner: str | None = None) -> None:
+        """Every key of `values` names a field, or a ValueError listing the unknown and the known ones."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise ValueError(f"{cls.__name__}: unknown option(s) {unknown}; expected some of {sorted(names)}")
+            raise ValueError(f"{owner or cls.__name__}: unknown option(s) {unknown}; expected some of {sorted(names)}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+        cls.check_option_names(values)
         return cls(**values)
 
     def check_types(self) -> None:
@@ -140,11 +145,7 @@ class Model(nn.Module, metaclass=abc.ABCMeta):
 
     def __init__(self, config: ModelConfig | None = None, **options):
         super().__init__()
-        if options:
-            names = {f.name for f in dataclasses.fields(self.config_class)}
-            unknown = sorted(set(options) - names)
-            if unknown:
-                raise ValueError(f"{type(self).__name__}: unknown option(s) {unknown}; expected some of {sorted(names)}")
+        self.config_class.check_option_names(options, owner=type(self).__name__)
         if config is None:
             config = self.config_class(**options)
         elif options:
