@@ -105,6 +105,9 @@ def _pick_device(requested: str | None, local_rank: int) -> torch.device:
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"fit: device {requested!r} requested but torch sees no CUDA device "
                              f"(torch {torch.__version__}, CUDA {torch.version.cuda or 'not built'})")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"fit: device {requested!r} requested but torch sees {torch.cuda.device_count()} "
+                             f"CUDA device(s)")
         if device.type == "cuda" and device.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             device = torch.device("cuda", local_rank)
         return device
