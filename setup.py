@@ -113,6 +113,10 @@ def _extensions():
     from torch.utils.cpp_extension import CUDA_HOME, CppExtension, CUDAExtension
 
     with_cuda = _want_cuda(torch, CUDA_HOME)
+    if with_cuda and not glob.glob(os.path.join(CUDA_HOME, "lib*", "libcudart.so*")):
+        # torch guesses CUDA_HOME from the nvcc on PATH; a wrapper in /usr/local/bin makes it /usr/local
+        sys.exit(f"mfkernels: CUDA_HOME={CUDA_HOME} has no lib64/libcudart.so, so the CUDA kernels cannot be "
+                 f"linked; set CUDA_HOME to the CUDA toolkit's folder (e.g. /usr/local/cuda)")
     sources = sorted(
         glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*.cpp") + glob.glob("csrc/cpu/*.cpp")
     )

@@ -7,6 +7,7 @@
 #include "device_compat.cuh"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 
 namespace mfk {
@@ -16,6 +17,9 @@ namespace device {
 constexpr int kFusedMaxD = 64;
 constexpr int kTileRows = 16;
 constexpr int kMaxThreads = 256;
+
+// Dynamic shared memory of scaled_inverse_kernel: the permutation check's d bytes.
+inline size_t inverse_shared_bytes(int d) { return static_cast<size_t>(d); }
 
 // Enough threads to own every lower-triangle entry at small d, whole warps, at most kMaxThreads.
 inline int threads_for(int d) {
@@ -113,9 +117,10 @@ __global__ void scaled_inverse_kernel(const T* __restrict__ L, const int64_t* __
   const T s = scale[blockIdx.x];
   // a perm that is not a permutation (reachable through torch.ops) gives NaN, not a wild write:
   // refusing it with an error would cost a device synchronisation on every backward
+  MFK_EXTERN_SHARED(unsigned char, seen);  // d bytes (the launch's dynamic shared memory)
   __shared__ int usable;
   if (threadIdx.x == 0)
-    usable = factor_is_valid(L + off) && is_permutation(perm + static_cast<int64_t>(blockIdx.x) * d, d);
+    usable = factor_is_valid(L + off) && is_permutation(perm + static_cast<int64_t>(blockIdx.x) * d, d, seen);
   __syncthreads();
   if (!usable) {
     fill_invalid_inverse(d, s, W + off, d, threadIdx.x, blockDim.x);

@@ -62,7 +62,7 @@ at::Tensor jacobian_times_inverse_cuda(const at::Tensor& J, const at::Tensor& L,
   at::Tensor X = at::empty({B, d, d}, L.options());
   const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(L.scalar_type(), "mfkernels::gram_logdet_backward (cuda)", [&] {
-    scaled_inverse_kernel<scalar_t><<<B, threads_for(d), 0, stream>>>(
+    scaled_inverse_kernel<scalar_t><<<B, threads_for(d), inverse_shared_bytes(d), stream>>>(
         L.const_data_ptr<scalar_t>(), perm.const_data_ptr<int64_t>(), scale.const_data_ptr<scalar_t>(), d,
         X.mutable_data_ptr<scalar_t>(), W.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();

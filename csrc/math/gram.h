@@ -293,14 +293,15 @@ MFK_HD_INLINE bool factor_is_valid(const T* L) {
   return L[0] > T(0);
 }
 
-// Whether perm holds each of 0..d-1 once. The backward writes W through it, so a perm that did not come
-// from the forward (the ops are public through torch.ops) must be refused before it indexes memory.
-// O(d^2) on one thread: small next to the O(d^3) inverse it guards.
-MFK_HD inline bool is_permutation(const int64_t* perm, int d) {
+// Whether perm holds each of 0..d-1 once (`seen`: d bytes of scratch). The backward writes W through
+// perm, so a perm that did not come from the forward (the ops are public through torch.ops) must be
+// refused before it indexes memory. O(d) on one thread: small next to the O(d^3) inverse it guards.
+MFK_HD inline bool is_permutation(const int64_t* perm, int d, unsigned char* seen) {
+  for (int a = 0; a < d; ++a) seen[a] = 0;
   for (int a = 0; a < d; ++a) {
-    if (perm[a] < 0 || perm[a] >= d) return false;
-    for (int b = 0; b < a; ++b)
-      if (perm[b] == perm[a]) return false;
+    const int64_t p = perm[a];
+    if (p < 0 || p >= d || seen[p]) return false;
+    seen[p] = 1;
   }
   return true;
 }

@@ -110,8 +110,9 @@ void check_perm_values(const Tensor& perm, int64_t d, const char* op) {
   if (!perm.is_cpu()) return;
   const Tensor p = perm.reshape({-1, d}).contiguous();
   const int64_t* v = p.const_data_ptr<int64_t>();
+  std::vector<unsigned char> seen(static_cast<size_t>(d));
   for (int64_t b = 0; b < p.size(0); ++b)
-    TORCH_CHECK(is_permutation(v + b * d, static_cast<int>(d)), op,
+    TORCH_CHECK(is_permutation(v + b * d, static_cast<int>(d), seen.data()), op,
                 ": argument 'perm' must be the permutation returned by gram_logdet_forward (each of 0..", d - 1,
                 " once per matrix); matrix ", b, " is not");
 }

@@ -97,9 +97,10 @@ static void check_inverse(const Factor<T>& f, int B, int d, const char* what) {
   std::vector<T> scale(B);
   for (int b = 0; b < B; ++b) scale[b] = T(0.5 + b);
   std::vector<T> want(size_t(B) * d * d), X(size_t(B) * d * d);
+  std::vector<unsigned char> seen(d);
   for (int b = 0; b < B; ++b) {
     const size_t off = size_t(b) * d * d;
-    if (!factor_is_valid(f.L.data() + off) || !is_permutation(f.perm.data() + size_t(b) * d, d)) {
+    if (!factor_is_valid(f.L.data() + off) || !is_permutation(f.perm.data() + size_t(b) * d, d, seen.data())) {
       fill_invalid_inverse(d, scale[b], want.data() + off, d, 0, 1);
       continue;
     }
@@ -109,7 +110,8 @@ static void check_inverse(const Factor<T>& f, int B, int d, const char* what) {
   }
   for (Order order : {Order::kAscending, Order::kDescending}) {
     std::vector<T> W(size_t(B) * d * d, T(-7)), Xd(size_t(B) * d * d, T(-7));
-    mfk_emu::launch(dim3(B), dim3(device::threads_for(d)), 0, order, device::scaled_inverse_kernel<T>,
+    mfk_emu::launch(dim3(B), dim3(device::threads_for(d)), device::inverse_shared_bytes(d), order,
+                    device::scaled_inverse_kernel<T>,
                     f.L.data(), f.perm.data(), scale.data(), d, Xd.data(), W.data());
     EXPECT(same(W, want), "%s: scaled inverse differs from the sequential steps", what);
   }
