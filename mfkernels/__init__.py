@@ -6,9 +6,8 @@ Layers, each usable alone:
     mfkernels.flows      invertible layers built on the ops
 """
 
-from . import _extension
+from . import _extension, flows, ops, reference
 from ._version import __version__
-from . import flows, ops, reference
 
 __all__ = ["__version__", "build_info", "flows", "ops", "reference"]
 

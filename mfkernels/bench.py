@@ -36,7 +36,11 @@ def _median_seconds(fn, min_run_time: float) -> float:
     fn()
     # torch.utils.benchmark synchronises CUDA around each timed block, never inside it
     # Timer defaults to one thread; time with the threads torch (and the user) would use
-    return Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads()).blocked_autorange(min_run_time=min_run_time).median
+    return (
+        Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+        .blocked_autorange(min_run_time=min_run_time)
+        .median
+    )
 
 
 def _forward(fn, inputs):
@@ -172,7 +176,9 @@ def format_table(report: dict[str, object]) -> str:
         for key in r:
             if key.startswith("speedup_fwd_bwd_vs_"):
                 name = key[len("speedup_fwd_bwd_vs_"):]
-                lines.append(f"{'':<{width}}   vs {name}: f+b {r[name + '_fwd_bwd_ms']:.3f} ms, op {r[key]:.2f}x faster")
+                lines.append(
+                    f"{'':<{width}}   vs {name}: f+b {r[name + '_fwd_bwd_ms']:.3f} ms, op {r[key]:.2f}x faster"
+                )
             elif key.endswith("_skipped"):
                 lines.append(f"{'':<{width}}   vs {key[:-len('_skipped')]}: not timed ({r[key]})")
     return "\n".join(lines)

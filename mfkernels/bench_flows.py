@@ -1,5 +1,5 @@
 """Training-step time of a whole flow, the number a user feels: an 8-layer rational-quadratic
-spline coupling stack (D = 64, K = 8, as in the coupling-ops issue) built from mfkernels.flows on
+spline coupling stack (D = 64, K = 8) built from mfkernels.flows on
 the fused op, the same layers on the autograd twin, and the same architecture built from nflows'
 classes (PiecewiseRationalQuadraticCouplingTransform, ReversePermutation, CompositeTransform) around
 the identical conditioner networks. One step = forward, Gaussian NLL, backward, Adam update; the

@@ -1,4 +1,4 @@
-"""Model-level benchmarks of the models issue (`mfkernels bench --models`), each against its
+"""Model-level benchmarks (`mfkernels bench --models`), each against its
 baseline in the same run:
 
 1. The exact Gram density of M-flow (paper 000 eq. 16) for a batch of points through an 8-layer RQ
@@ -30,7 +30,7 @@ GRAM_CASES = [  # (D, d, hidden, points, points in quick mode)
     (64, 8, 128, 500, 20),
     (2, 1, 64, 500, 100),
 ]
-# On a GPU: 10,000 points (the GPU issue's size); the per-point autograd reference is timed on the
+# On a GPU: 10,000 points (the size of the M-flow GPU target); the per-point autograd reference is timed on the
 # first GPU_GRAM_REFERENCE_POINTS of them and scaled (it costs the same per point).
 GPU_GRAM_POINTS, GPU_GRAM_REFERENCE_POINTS = 10_000, 50
 DNF_CASES = [  # (D, d, layers, inner layers, hidden, batch)
@@ -120,8 +120,13 @@ def dnf_training_rows(device: str = "cpu", quick: bool = False, seed: int = 0) -
         impls = {"mfkernels": ours, "nflows": _nflows_split_flow(ours)}
         case = f"DNF training step, {layers}+{inner} RQ layers, D={D}, d={d}, batch {batch}"
         torch.manual_seed(seed)
-        timed = interleaved_step_ms({name: model.to(device).train() for name, model in impls.items() if model is not None},
-                                    data.to(device), batch, warmup=3, loss_fn=_dnf_loss)
+        timed = interleaved_step_ms(
+            {name: model.to(device).train() for name, model in impls.items() if model is not None},
+            data.to(device),
+            batch,
+            warmup=3,
+            loss_fn=_dnf_loss,
+        )
         for name, ms in timed.items():
             rows.append({"case": case, "impl": name, "step_ms": ms, "steps_per_s": 1e3 / ms,
                          "speedup_vs_nflows": timed.get("nflows", float("nan")) / ms})
@@ -248,10 +253,13 @@ def _timed_rows(case, impls, data, batch, device, seed, baseline) -> list[dict]:
 
 
 def run(device: str = "cpu", quick: bool = False, seed: int = 0) -> dict[str, list[dict]]:
-    return {"gram_density": gram_density_rows(device, quick, seed), "dnf_training": dnf_training_rows(device, quick, seed),
-            "spread_training": spread_training_rows(device, quick, seed),
-            "nif_training": nif_training_rows(device, quick, seed),
-            "pixel_rejection": pixel_rejection_rows(device, quick, seed)}
+    return {
+        "gram_density": gram_density_rows(device, quick, seed),
+        "dnf_training": dnf_training_rows(device, quick, seed),
+        "spread_training": spread_training_rows(device, quick, seed),
+        "nif_training": nif_training_rows(device, quick, seed),
+        "pixel_rejection": pixel_rejection_rows(device, quick, seed),
+    }
 
 
 def format_table(report: dict[str, list[dict]]) -> str:
@@ -266,9 +274,11 @@ def format_table(report: dict[str, list[dict]]) -> str:
     for r in report["dnf_training"]:
         lines.append(f"{r['case']:<58} {r['impl']:<10} {r['step_ms']:>8.2f} {r['steps_per_s']:>8.1f} "
                      f"{r['speedup_vs_nflows']:>8.2f}x")
-    for key, title in (("spread_training", "spread-flow training step (paper 003), same weights and data"),
-                       ("nif_training", "NIF training step (paper 001), block vs dense formulations, same weights"),
-                       ("pixel_rejection", "pixel-rejection training step (paper 002): cost of the reconstruction pass")):
+    for key, title in (
+        ("spread_training", "spread-flow training step (paper 003), same weights and data"),
+        ("nif_training", "NIF training step (paper 001), block vs dense formulations, same weights"),
+        ("pixel_rejection", "pixel-rejection training step (paper 002): cost of the reconstruction pass"),
+    ):
         rows = report.get(key, [])
         if rows:
             lines += ["", title]
@@ -276,6 +286,8 @@ def format_table(report: dict[str, list[dict]]) -> str:
             group = [r for r in rows if r["case"] == case]
             lines += [f"{case}; speed-up vs {group[0]['baseline']}",
                       f"  {'impl':<42} {'step ms':>8} {'steps/s':>8} {'speed-up':>9}"]
-            lines += [f"  {r['impl']:<42} {r['step_ms']:>8.2f} {r['steps_per_s']:>8.1f} {r['speedup_vs_baseline']:>8.2f}x"
-                      for r in group]
+            lines += [
+                f"  {r['impl']:<42} {r['step_ms']:>8.2f} {r['steps_per_s']:>8.1f} {r['speedup_vs_baseline']:>8.2f}x"
+                for r in group
+            ]
     return "\n".join(lines)

@@ -109,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.set_defaults(func=_bench)
 
-    from .models import MODELS
     from .data import DATASETS
+    from .models import MODELS
 
     p = sub.add_parser("train", help="train a model on a generated data set (checkpoints, metrics, --resume)")
     p.add_argument("model", choices=sorted(MODELS))
@@ -145,10 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_sample)
 
-    p = sub.add_parser("reproduce", help="rerun a paper's experiment (dnf-spiral: paper 000, figure 2; "
-                       "spread-dimension: paper 003, figures 3-5; nif-digits: paper 001, tables 2 and figure 3 on 8x8 digits; "
-                       "pixel-rejection: paper 002, table 1 and figure 4 on squares with clutter; "
-                       "chart-flows: paper 004's toy figure, RealNVP vs chart flows on circles, a knot, a sphere with holes)")
+    p = sub.add_parser(
+        "reproduce",
+        help="rerun a paper's experiment (dnf-spiral: paper 000, figure 2; "
+        "spread-dimension: paper 003, figures 3-5; nif-digits: paper 001, tables 2 and figure 3 on 8x8 digits; "
+        "pixel-rejection: paper 002, table 1 and figure 4 on squares with clutter; "
+        "chart-flows: paper 004's toy figure, RealNVP vs chart flows on circles, a knot, a sphere with holes)",
+    )
     p.add_argument("experiment", choices=list(reproduce.MODULES))
     p.add_argument("--quick", action="store_true", help="short training (under 5 minutes on 2 CPU cores)")
     p.add_argument("--out", default=None, help="output folder (default: ./EXPERIMENT)")

@@ -13,7 +13,6 @@ order); latent (B, c, h, w) -> (B, P, c).
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

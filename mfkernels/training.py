@@ -281,7 +281,9 @@ def fit(model: Model, data: Tensor, config: TrainConfig | None = None, metadata:
 
     start = 0
     if config.out_dir and not config.resume and not config.overwrite and dist_info.rank == 0:
-        held = [name for name in ("checkpoint.pt", "metrics.csv", "metrics.jsonl") if (Path(config.out_dir) / name).exists()]
+        held = [
+            name for name in ("checkpoint.pt", "metrics.csv", "metrics.jsonl") if (Path(config.out_dir) / name).exists()
+        ]
         if held:
             raise ValueError(f"fit: {config.out_dir!r} already holds a run ({', '.join(held)}); resume it "
                              f"(resume=True, --resume) or start over (overwrite=True, --overwrite)")
@@ -345,8 +347,10 @@ def fit(model: Model, data: Tensor, config: TrainConfig | None = None, metadata:
                                       dist_info.world_size).to(device)]
         loss, terms = train_module(x)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"fit: the loss of {model.name} became {loss.item()} at step {step} "
-                                     f"(terms: { {k: float(v) for k, v in terms.items()} }); lower lr or check the data")
+            raise FloatingPointError(
+                f"fit: the loss of {model.name} became {loss.item()} at step {step} "
+                f"(terms: { {k: float(v) for k, v in terms.items()} }); lower lr or check the data"
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = (torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)

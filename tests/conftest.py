@@ -13,7 +13,9 @@ def _cuda_usable() -> bool:
 
 DEVICES = [
     "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not _cuda_usable(), reason="no CUDA device or CUDA kernels not built")),
+    pytest.param(
+        "cuda", marks=pytest.mark.skipif(not _cuda_usable(), reason="no CUDA device or CUDA kernels not built")
+    ),
 ]
 
 

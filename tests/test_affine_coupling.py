@@ -94,9 +94,13 @@ def test_batch_zero_one_and_noncontiguous(device, gen):
     t = rand(12, 16, gen=gen, device=device)[::2, ::2]
     s = rand(6, 8, gen=gen, device=device)
     assert not x.is_contiguous() and not t.is_contiguous()
-    torch.testing.assert_close(ops.affine_coupling(x, t, s, mode="sigmoid"), reference.affine_coupling(x, t, s, mode="sigmoid"))
+    torch.testing.assert_close(
+        ops.affine_coupling(x, t, s, mode="sigmoid"), reference.affine_coupling(x, t, s, mode="sigmoid")
+    )
     vector = rand(5, gen=gen, device=device)  # (B,) alone: one element per sample
-    torch.testing.assert_close(ops.affine_coupling(vector, vector, vector), reference.affine_coupling(vector, vector, vector))
+    torch.testing.assert_close(
+        ops.affine_coupling(vector, vector, vector), reference.affine_coupling(vector, vector, vector)
+    )
 
 
 @pytest.mark.parametrize("inverse", [False, True], ids=["forward", "inverse"])

@@ -6,13 +6,13 @@ import math
 
 import pytest
 import torch
+from test_flows import randomise
 
 from mfkernels.data.topology import TOPOLOGY_SETS, Circle2D, HolySphere, TorusKnot, TwoCircles
 from mfkernels.flows import ChartConformalMaps
 from mfkernels.manifold import generator_log_volume
 from mfkernels.models import build_model
 from mfkernels.vq import VQAutoencoder, chart_membership
-from test_flows import randomise
 
 D64 = torch.float64
 

@@ -43,7 +43,7 @@ def test_info_reads_kernels_from_the_dispatcher():
 def test_info_command_prints_the_table(capsys):
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out
-    line = next(l for l in out.splitlines() if l.startswith("mfkernels::gram_logdet "))
+    line = next(row for row in out.splitlines() if row.startswith("mfkernels::gram_logdet "))
     assert line.split()[1:] == ["yes", "yes" if mfkernels.build_info()["cuda_built"] else "-", "yes", "yes", "-"]
     assert cli.main(["info", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["build"]["version"] == mfkernels.__version__

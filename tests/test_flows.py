@@ -177,7 +177,9 @@ def test_actnorm_data_dependent_init_and_images(gen):
     x = 2.0 + 5.0 * torch.randn(64, 3, 4, 4, dtype=torch.float64, generator=gen)
     y, logabsdet = layer(x)
     torch.testing.assert_close(y.mean(dim=(0, 2, 3)), torch.zeros(3, dtype=torch.float64), atol=1e-10, rtol=0)
-    torch.testing.assert_close(y.std(dim=(0, 2, 3), unbiased=False), torch.ones(3, dtype=torch.float64), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        y.std(dim=(0, 2, 3), unbiased=False), torch.ones(3, dtype=torch.float64), atol=1e-5, rtol=0
+    )
     # log|det| counts each channel's log-scale once per pixel
     torch.testing.assert_close(logabsdet, (16 * layer.log_scale.sum()).expand(64))
     x_back, inverse_logabsdet = layer.inverse(y)
@@ -220,7 +222,9 @@ def test_glow_style_vector_stack_dense_jacobian(gen):
 
 def test_actnorm_stack_compiles_and_checkpoint_keeps_the_init(gen):
     def build():
-        return flows.Sequential(flows.ActNorm(4), flows.LULinear(4), flows.AffineCoupling(4, hidden_features=8)).double()
+        return flows.Sequential(
+            flows.ActNorm(4), flows.LULinear(4), flows.AffineCoupling(4, hidden_features=8)
+        ).double()
 
     flow = build()
     x = 3.0 + torch.randn(16, 4, dtype=torch.float64, generator=gen)

@@ -1,16 +1,16 @@
-"""Cases from the hostile-user probe (issue "Hardening"): each gave a silently wrong number or a
+"""Cases from a hostile-user probe: each gave a silently wrong number or a
 crash before its fix; each must now give the right number or a clear error naming what is wrong."""
 
 import math
 
 import pytest
 import torch
+from test_autocast import SMALL
+from test_models import _model
 
 from mfkernels import ops
 from mfkernels.models import MODELS, build_model
 from mfkernels.ops import all_ops
-from test_autocast import SMALL
-from test_models import _model
 
 SPLIT_FLOWS = ["dnf", "mflow", "pie", "pr", "hierarchical", "nif"]
 
@@ -121,7 +121,9 @@ def test_second_derivatives_raise_a_clear_error(name, device, gen):
         return lambda a: _total(fn(*inputs[:i], a, *inputs[i + 1:]))
 
     # the first input with a non-zero true second derivative (affine coupling is linear in x and shift)
-    i = next(i for i in range(len(inputs)) if torch.func.hessian(with_input(spec.reference, i))(inputs[i]).abs().sum() > 0)
+    i = next(
+        i for i in range(len(inputs)) if torch.func.hessian(with_input(spec.reference, i))(inputs[i]).abs().sum() > 0
+    )
     ours, first = with_input(spec.op, i), inputs[i]
     message = rf"mfkernels\.ops\.{name}: second derivatives are not implemented"
     leaf = first.clone().requires_grad_()
@@ -166,7 +168,12 @@ def test_repeated_set_groups_all_apply(tmp_path):
             "--set", "inner_layers=1"]
     assert cli.main(args) == 0
     config = load_checkpoint(run / "checkpoint.pt")["model_config"]
-    assert (config["num_layers"], config["manifold_dim"], config["hidden_features"], config["inner_layers"]) == (1, 2, 8, 1)
+    assert (config["num_layers"], config["manifold_dim"], config["hidden_features"], config["inner_layers"]) == (
+        1,
+        2,
+        8,
+        1,
+    )
 
 
 @pytest.mark.parametrize("change,named", [
@@ -222,9 +229,23 @@ def _corrupt_checkpoint(run, edit):
     save_checkpoint(run / "checkpoint.pt", payload)
 
 
-@pytest.mark.parametrize("case", ["unknown option", "wrong option type", "unknown data option", "missing cuda device",
-                                  "out is a file", "out under a file", "checkpoint is a folder", "sample out is a folder",
-                                  "negative n", "eval n 0", "no optimizer_state", "negative step"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unknown option",
+        "wrong option type",
+        "unknown data option",
+        "missing cuda device",
+        "out is a file",
+        "out under a file",
+        "checkpoint is a folder",
+        "sample out is a folder",
+        "negative n",
+        "eval n 0",
+        "no optimizer_state",
+        "negative step",
+    ],
+)
 def test_cli_errors_are_one_clear_line(case, tmp_path, capsys):
     """Case 12: each of these printed a traceback (rc 1), NaN as JSON, or resumed from step -5."""
     from mfkernels import cli
@@ -359,5 +380,7 @@ def test_float32_overflow_of_the_gaussian_ops_is_nan_not_a_wrong_number(gen):
     nif = ops.nif_block(xn, 1e20 * An, torch.zeros(2, 4), torch.zeros(2, 4))[0]
     for out in (lowrank, tril, nif):
         assert torch.isnan(out).all()
-    exact = ops.lowrank_gaussian_log_prob(x.double(), torch.zeros(5).double(), 1e20 * W.double(), torch.ones(5).double())
+    exact = ops.lowrank_gaussian_log_prob(
+        x.double(), torch.zeros(5).double(), 1e20 * W.double(), torch.ones(5).double()
+    )
     assert torch.isfinite(exact).all()

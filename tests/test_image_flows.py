@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_flows import dense_jacobian, randomise
 
 from mfkernels import flows
 from mfkernels.ops import affine_coupling
-
-from test_flows import dense_jacobian, randomise
 
 
 def test_squeeze_moves_each_2x2_block_into_channels(gen):

@@ -44,14 +44,14 @@ def test_broadcasting_batch_dims_and_non_contiguous_input(device, gen):
     x, loc, W, diag = problem(6, 5, 2, device=device, gen=gen, batch=(2, 3))
     per_row_loc = torch.randn(2, 3, 5, dtype=x.dtype, generator=gen).to(device)
     weights = torch.randn(2, 3, dtype=x.dtype, generator=gen).to(device)  # signed: both backward branches
-    for l in (loc, per_row_loc, loc[None, None], per_row_loc[:1], loc[None, None, :1]):
-        l = l.detach().requires_grad_()
-        expected = LowRankMultivariateNormal(l.expand(x.shape), W, diag).log_prob(x)
-        ours = lowrank_gaussian_log_prob(x, l, W, diag)
+    for mean in (loc, per_row_loc, loc[None, None], per_row_loc[:1], loc[None, None, :1]):
+        mean = mean.detach().requires_grad_()
+        expected = LowRankMultivariateNormal(mean.expand(x.shape), W, diag).log_prob(x)
+        ours = lowrank_gaussian_log_prob(x, mean, W, diag)
         torch.testing.assert_close(ours, expected)
         # a loc shared by rows gets its gradient reduced inside the op: same as autograd's broadcasting
-        torch.testing.assert_close(torch.autograd.grad((ours * weights).sum(), l)[0],
-                                   torch.autograd.grad((expected * weights).sum(), l)[0])
+        torch.testing.assert_close(torch.autograd.grad((ours * weights).sum(), mean)[0],
+                                   torch.autograd.grad((expected * weights).sum(), mean)[0])
     scalar_diag = torch.tensor([0.7], dtype=x.dtype, device=device)
     torch.testing.assert_close(lowrank_gaussian_log_prob(x, loc, W, scalar_diag),
                                LowRankMultivariateNormal(loc, W, scalar_diag.expand(5)).log_prob(x))
@@ -94,7 +94,9 @@ def test_jvp_jacfwd_and_vmap_match_the_twin(device, gen):
     per_W = torch.func.vmap(lowrank_gaussian_log_prob, (None, None, 0, None))(x, loc, Ws, diag)
     torch.testing.assert_close(per_W, torch.stack([reference.lowrank_gaussian_log_prob(x, loc, w, diag) for w in Ws]))
     grads = torch.func.vmap(torch.func.grad(lambda w: lowrank_gaussian_log_prob(x, loc, w, diag).sum()))(Ws)
-    expected = torch.func.vmap(torch.func.grad(lambda w: reference.lowrank_gaussian_log_prob(x, loc, w, diag).sum()))(Ws)
+    expected = torch.func.vmap(torch.func.grad(lambda w: reference.lowrank_gaussian_log_prob(x, loc, w, diag).sum()))(
+        Ws
+    )
     torch.testing.assert_close(grads, expected)
 
 

@@ -3,10 +3,10 @@
 import math
 
 import torch
+from test_flows import randomise
 
 from mfkernels.manifold import generator_jacobian, generator_log_volume, manifold_log_prob
 from mfkernels.models import build_model
-from test_flows import randomise
 
 
 def _autograd_log_volume(g, u):
@@ -63,7 +63,9 @@ def test_manifold_log_prob_of_a_linear_model_is_the_pushforward_density(gen):
 
     u = torch.randn(5, 2, generator=gen, dtype=torch.float64)
     x = u @ A.T
-    normal = torch.distributions.MultivariateNormal(torch.zeros(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64))
+    normal = torch.distributions.MultivariateNormal(
+        torch.zeros(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64)
+    )
     expected = normal.log_prob(u) - 0.5 * torch.logdet(A.T @ A)
     torch.testing.assert_close(manifold_log_prob(Linear(), x), expected)
 

@@ -53,7 +53,9 @@ def test_von_mises_circle_matches_torch_distributions(gen):
     torch.testing.assert_close(data.log_prob(x), ref.log_prob(angle))
     grid = torch.linspace(-math.pi, math.pi, 200001, dtype=torch.float64)
     pdf = ref.log_prob(grid).exp()
-    cdf_grid = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum((pdf[1:] + pdf[:-1]) / 2 * (grid[1] - grid[0]), 0)])
+    cdf_grid = torch.cat(
+        [torch.zeros(1, dtype=torch.float64), torch.cumsum((pdf[1:] + pdf[:-1]) / 2 * (grid[1] - grid[0]), 0)]
+    )
     cdf = lambda a: torch.from_numpy(__import__("numpy").interp(a.numpy(), grid.numpy(), cdf_grid.numpy()))
     assert _ks(angle, cdf) < 1.63 / math.sqrt(len(angle))
 

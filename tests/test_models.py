@@ -4,10 +4,10 @@ import math
 
 import pytest
 import torch
+from test_flows import randomise
 
 from mfkernels.models import MODELS, build_model
 from mfkernels.training import fit
-from test_flows import randomise
 
 SMALL = dict(features=4, manifold_dim=2, num_layers=2, inner_layers=2, hidden_features=16, tail_bound=3.0,
              inner_tail_bound=3.0)
@@ -88,7 +88,9 @@ def test_pie_full_density_and_standard_flow_density(gen):
     for point in x:
         J = torch.autograd.functional.jacobian(lambda p: flow.flow(p[None])[0][0], point)
         z = flow.encode(point[None])[0]
-        normal = torch.distributions.MultivariateNormal(torch.zeros(4, dtype=torch.float64), torch.eye(4, dtype=torch.float64))
+        normal = torch.distributions.MultivariateNormal(
+            torch.zeros(4, dtype=torch.float64), torch.eye(4, dtype=torch.float64)
+        )
         dense.append(normal.log_prob(z) + torch.linalg.slogdet(J).logabsdet)
     torch.testing.assert_close(flow.log_prob(x), torch.stack(dense).detach())
     torch.testing.assert_close(flow.decode(flow.encode(x)), x)

@@ -8,12 +8,12 @@ import copy
 
 import pytest
 import torch
-
 from conftest import DEVICES
-from mfkernels.manifold import manifold_log_prob
-from mfkernels.models import MODELS, build_model
 from test_flows import randomise
 from test_models import SMALL, _model
+
+from mfkernels.manifold import manifold_log_prob
+from mfkernels.models import MODELS, build_model
 
 GPU = [d for d in DEVICES if not isinstance(d, str)]  # the cuda param (skips without a usable GPU)
 

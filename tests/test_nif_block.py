@@ -31,7 +31,9 @@ def dense_nif(x, A, b, log_sigma):
     mu = (x - b).reshape(B, N)
     lam = dA.T @ Sigma_inv @ dA
     u = mu @ Sigma_inv @ dA
-    log_zx = 0.5 * (torch.einsum("bi,ij,bj->b", mu, Sigma_inv, mu) - torch.logdet(Sigma_inv) + N * math.log(2 * math.pi))
+    log_zx = 0.5 * (
+        torch.einsum("bi,ij,bj->b", mu, Sigma_inv, mu) - torch.logdet(Sigma_inv) + N * math.log(2 * math.pi)
+    )
     eye = torch.eye(M, dtype=x.dtype, device=x.device)
     k1, k0 = torch.linalg.inv(eye + lam), torch.linalg.inv(lam)
     log_zz_hat = 0.5 * (torch.einsum("bi,ij,bj->b", u, k1, u) - torch.logdet(eye + lam))
@@ -94,7 +96,9 @@ def test_opcheck(dtype, device, gen):
     out = torch.ops.mfkernels.nif_block_forward(x, A, b, log_sigma)
     grads = [torch.randn(o.shape, dtype=dtype, generator=gen).to(device) for o in out[:4]]
     torch.library.opcheck(torch.ops.mfkernels.nif_block_forward, (x, A, b, log_sigma))
-    torch.library.opcheck(torch.ops.mfkernels.nif_block_backward, (*grads, A, log_sigma, *out[4:6], *out[2:4], *out[6:]))
+    torch.library.opcheck(
+        torch.ops.mfkernels.nif_block_backward, (*grads, A, log_sigma, *out[4:6], *out[2:4], *out[6:])
+    )
     dots = [torch.randn(t.shape, dtype=dtype, generator=gen).to(device) for t in (x, A, b, log_sigma)]
     torch.library.opcheck(torch.ops.mfkernels.nif_block_jvp, (*dots, A, log_sigma, out[4], *out[2:4], *out[6:]))
 

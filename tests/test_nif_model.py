@@ -5,11 +5,11 @@ import math
 
 import pytest
 import torch
+from test_flows import randomise
 from torch.distributions import MultivariateNormal, kl_divergence
 
 from mfkernels.flows import GaussianNIF, StochasticCoupling
 from mfkernels.models import build_model
-from test_flows import randomise
 
 D64 = torch.float64
 
@@ -66,8 +66,11 @@ def test_elbo_is_log_p_minus_the_kl_of_the_stochastic_inverse(gen):
         assert (expected_elbo < layer.log_marginal(x)).all()
         # Monte Carlo over the layer's own sampler gives the same expected ELBO
         many = x.repeat_interleave(20_000, 0)
-        elbo, _ = layer.elbo(many, lambda z: MultivariateNormal(torch.zeros(2, dtype=D64), torch.eye(2, dtype=D64)).log_prob(z),
-                             generator=gen)
+        elbo, _ = layer.elbo(
+            many,
+            lambda z: MultivariateNormal(torch.zeros(2, dtype=D64), torch.eye(2, dtype=D64)).log_prob(z),
+            generator=gen,
+        )
         torch.testing.assert_close(elbo.reshape(3, -1).mean(1), expected_elbo, atol=3e-2, rtol=0)
 
 

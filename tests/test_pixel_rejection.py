@@ -3,13 +3,13 @@ sampling on the manifold, frozen stages, the clutter data."""
 
 import pytest
 import torch
+from test_flows import randomise
+from test_models import _dense_latent_log_density
 
 from mfkernels import penalties
 from mfkernels.data.clutter import SquareWithClutter
 from mfkernels.models import build_model
 from mfkernels.training import fit
-from test_flows import randomise
-from test_models import _dense_latent_log_density
 
 D64 = torch.float64
 SMALL = dict(features=5, manifold_dim=2, num_layers=2, hidden_features=16, tail_bound=3.0, inner_tail_bound=3.0)
@@ -138,7 +138,10 @@ def test_clutter_images_and_the_removal_metric(gen):
     assert data.removed_fraction(clean, clean, mask) == 1.0
     assert data.removed_fraction(x, clean, mask) == 0.0
     # restored = within the absolute tolerance of the clean value; on a blank canvas every residual is 1
-    blank, salt = torch.zeros(3, 4, dtype=D64), torch.tensor([[1, 0, 0, 1], [0, 0, 0, 0], [0, 1, 1, 1]], dtype=torch.bool)
+    blank, salt = (
+        torch.zeros(3, 4, dtype=D64),
+        torch.tensor([[1, 0, 0, 1], [0, 0, 0, 0], [0, 1, 1, 1]], dtype=torch.bool),
+    )
     x_blank = salt.double()
     assert data.removed_fraction(0.09 * x_blank, blank, salt) == 1.0
     assert data.removed_fraction(0.11 * x_blank, blank, salt) == 0.0
@@ -146,7 +149,10 @@ def test_clutter_images_and_the_removal_metric(gen):
     assert data.removed_fraction(torch.tensor([0.0, 0.5, 0.5, 0.05]).expand(3, 4), blank, salt) == 3 / 5
     # a uniform grey haze of 0.15 (an MSE fit's pull at 15 % clutter) restores nothing but moves all halfway
     haze = 0.15 * x_blank
-    assert data.removed_fraction(haze, blank, salt) == 0.0 and data.moved_halfway_fraction(x_blank, haze, blank, salt) == 1.0
+    assert (
+        data.removed_fraction(haze, blank, salt) == 0.0
+        and data.moved_halfway_fraction(x_blank, haze, blank, salt) == 1.0
+    )
     assert data.moved_halfway_fraction(x, clean, clean, mask) == 1.0
     assert data.moved_halfway_fraction(x, x, clean, mask) == 0.0
     assert data.moved_halfway_fraction(x, clean + 0.4 * (x - clean), clean, mask) == 1.0  # 60 % of the way back
@@ -236,7 +242,7 @@ def test_manifold_coupling_reuses_the_conditioner_and_keeps_the_density_exact(ge
 
 
 def test_the_papers_constructor_form(gen):
-    """PixelRejection(flow, d, delta, lam=1.0, penalty=..., density_flow=None), the issue's signature."""
+    """PixelRejection(flow, d, delta, lam=1.0, penalty=..., density_flow=None), the documented signature."""
     from mfkernels.flows import rq_spline_flow
     from mfkernels.models import PixelRejection
 

@@ -109,8 +109,13 @@ def test_seeds_run_each_seed_and_summarise_mean_and_std(tmp_path, monkeypatch, c
     tv = summary["over_seeds"]["models"]["dnf"]["tv"]
     assert tv["values"] == [0.1, 0.2, 0.30000000000000004] and math.isclose(tv["mean"], 0.2)
     assert math.isclose(tv["std"], 0.1)  # sample standard deviation of 0.1, 0.2, 0.3
-    assert summary["over_seeds"]["models"]["dnf"]["name"] == "dnf" and summary["over_seeds"]["models"]["dnf"]["flag"] is True
+    assert (
+        summary["over_seeds"]["models"]["dnf"]["name"] == "dnf"
+        and summary["over_seeds"]["models"]["dnf"]["flag"] is True
+    )
     assert summary["seeds"] == [0, 1, 2] and set(summary["wall_seconds"]) == {"0", "1", "2"}
+    table = (tmp_path / "r" / "summary.md").read_text()
+    assert "| models.dnf.tv | 0.2 ± 0.1 | 0.1, 0.2, 0.3 |" in table and "| nan | null ± null |" in table
     assert aggregate([{"a": 1.0}, {"a": 3.0}])["a"]["std"] == math.sqrt(2)
     for bad in ("", "0,0", "a,b"):
         with pytest.raises(ValueError, match="--seeds"):

@@ -14,7 +14,8 @@ pytest.importorskip("matplotlib", reason="the figures need matplotlib (in the 't
 
 
 def test_pixel_rejection_quick_reproduction(tmp_path):
-    from mfkernels.reproduce.pixel_rejection import MODELS, run
+    from mfkernels.reproduce.pixel_rejection import QUICK_MODELS as MODELS
+    from mfkernels.reproduce.pixel_rejection import run
 
     results = run(tmp_path, quick=True, progress=False)
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
@@ -29,7 +30,7 @@ def test_pixel_rejection_quick_reproduction(tmp_path):
     # table 1: every pixel-rejection variant has a far better bits/dim than DNF (by > 0.5 bit/dim here)
     for label in ("PR-D", "PR-H", "PR-M", "EE-H", "H-HH"):
         assert models[label]["test_bpd"] < models["DNF"]["test_bpd"] - 0.5, (label, models[label], models["DNF"])
-    # the issue's claim: Huber removes more distractor pixels than MSE (two blocks each, and PR-D vs DNF)
+    # paper 002's claim: Huber removes more distractor pixels than MSE (two blocks each, and PR-D vs DNF)
     assert models["PR-H"]["distractors_removed"] > models["PR-M"]["distractors_removed"] + 0.2, models
     assert models["PR-D"]["distractors_removed"] > models["DNF"]["distractors_removed"] + 0.2, models
     assert models["PR-H"]["clean_mse"] < models["PR-M"]["clean_mse"], models  # closer to the clean images
@@ -38,6 +39,7 @@ def test_pixel_rejection_quick_reproduction(tmp_path):
         assert r["object_mse"] < 0.3 and r["distractors_halfway"] > 0.85, (label, r)
         assert r["clean_mse"] < r["reconstruction_mse"], (label, r)  # closer to the clean image than to the input
         assert r["sample_manifold_mse"] < 0.05, (label, r)  # samples near clean squares (clutter alone: ~0.05)
+        assert 0 <= r["coverage"]["recall"] <= 1 and r["coverage"]["radius"] == 1.0, (label, r)
     # figure 4: a smaller δ rejects more (worse reconstruction) and buys likelihood
     assert sweep["0.1"]["distractors_removed"] > sweep["0.5"]["distractors_removed"] + 0.1 > \
         sweep["2"]["distractors_removed"] + 0.2, sweep
@@ -67,3 +69,25 @@ def test_pixel_rejection_digits_section_short_run(tmp_path):
     assert abs(r["test_bpd"] - float(expected)) < 1e-4 * abs(float(expected)) + 1e-6
     assert "16 × 16 digits" in (tmp_path / "table.md").read_text()
     assert (tmp_path / "digits.png").stat().st_size > 10_000
+
+
+def test_pixel_rejection_names_all_six_hierarchical_variants_of_table_2():
+    """EE-X: both blocks end to end with penalty X; H-XY: block by block with penalties X then Y. The full
+    run's backbone is Glow on the images, RealNVP on the first block's u (paper 002)."""
+    from mfkernels.models import build_model
+    from mfkernels.reproduce.pixel_rejection import HIERARCHICAL, MODELS, model_spec, run, settings
+
+    full = settings(quick=False)
+    assert set(HIERARCHICAL) <= set(MODELS) and len(HIERARCHICAL) == 6 and full.backbone == "glow"
+    word = {"H": "huber", "M": "mse"}
+    for label in HIERARCHICAL:
+        name, options = model_spec(label, full, 256)
+        assert name == "hierarchical"
+        if label.startswith("EE-"):
+            assert options["regime"] == "end_to_end" and options["penalties"] == [word[label[-1]]] * 2
+        else:
+            assert options["regime"] == "stagewise" and options["penalties"] == [word[label[2]], word[label[3]]]
+    model = build_model(*model_spec("H-MH", full, 256))
+    assert [b.config.backbone for b in model.blocks] == ["glow", "realnvp"]
+    with pytest.raises(ValueError, match="unknown model"):
+        run("unused", quick=True, models=("EE-X",))

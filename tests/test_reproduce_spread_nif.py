@@ -1,7 +1,7 @@
 """The reproductions of papers 003 and 001: `reproduce spread-dimension` recovers the true intrinsic
 dimension on sine and S-curve (the quick recipes, fixed seed; the estimate is asserted), and
 `reproduce nif-digits` writes consistent bits per dimension (a short run; the paper's claim itself
-needs the --quick training, see the issue note for its numbers)."""
+needs the --quick training; its numbers are in benchmarks/results/reproductions/nif-digits)."""
 
 import json
 
@@ -61,7 +61,7 @@ def test_nif_digits_short_run_writes_consistent_bpd(tmp_path, monkeypatch):
 def test_digits_bits_per_dim_is_the_discrete_likelihood(gen):
     """A model uniform on the dequantised cube [0, 1]^64 gives exactly log2(17) bits per dimension."""
     pytest.importorskip("sklearn")
-    from mfkernels.data.digits import Digits, LEVELS
+    from mfkernels.data.digits import LEVELS, Digits
 
     digits = Digits(scale=4.0)
     x, levels = digits.sample(5, gen)

@@ -231,7 +231,9 @@ def test_bad_input_names_the_argument(device, gen):
         ops.rq_spline(x, w, h, d, tail_bound=-1.0)
     wb, hb, db = params((4, 3), 5, None, gen, device=device)
     with pytest.raises(ValueError, match="outside"):
-        ops.rq_spline(3 * BOUND * torch.ones(4, 3, dtype=torch.float64, device=device), wb, hb, db, tails=None, tail_bound=BOUND)
+        ops.rq_spline(
+            3 * BOUND * torch.ones(4, 3, dtype=torch.float64, device=device), wb, hb, db, tails=None, tail_bound=BOUND
+        )
 
 
 def test_nan_policy(device, gen):

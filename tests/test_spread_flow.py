@@ -3,10 +3,10 @@
 import math
 
 import torch
+from test_flows import dense_jacobian, randomise
 
 from mfkernels.data.spread import SPREAD_DATASETS, FadingSquare, Line, SCurve, Sine
 from mfkernels.models import build_model
-from test_flows import dense_jacobian, randomise
 
 
 def _model(features, gen, **options):

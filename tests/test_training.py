@@ -116,7 +116,11 @@ def _free_port() -> int:
 
 
 def test_two_process_gloo_ddp_keeps_ranks_identical(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(_free_port()), str(HERE / "helpers" / "ddp_train.py"), str(tmp_path)]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)

@@ -173,7 +173,10 @@ def test_opcheck_all_kernels(dtype, device, gen):
         (torch.ops.mfkernels.tril_gaussian_noisy_backward, (grad, A, sigma, C, w, C_block_inv)),
         (torch.ops.mfkernels.tril_gaussian_triangular_forward, (z, A)),
         (torch.ops.mfkernels.tril_gaussian_triangular_backward, (grad, A, w0)),
-        (torch.ops.mfkernels.tril_gaussian_noisy_jvp, (torch.randn_like(z), torch.randn_like(A), sigma * 0.3, A, sigma, C, w)),
+        (
+            torch.ops.mfkernels.tril_gaussian_noisy_jvp,
+            (torch.randn_like(z), torch.randn_like(A), sigma * 0.3, A, sigma, C, w),
+        ),
         (torch.ops.mfkernels.tril_gaussian_triangular_jvp, (torch.randn_like(z), torch.randn_like(A), A, w0)),
     ]:
         torch.library.opcheck(op, args)
@@ -256,8 +259,11 @@ def test_jvp_matches_forward_mode_through_multivariate_normal(sigma, device, gen
     z = torch.randn(6, 5, dtype=torch.float64, generator=gen).to(device)
     A = scale(5, gen, device)
     s = torch.tensor(sigma, dtype=torch.float64, device=device)
-    dots = (torch.randn(6, 5, dtype=torch.float64, generator=gen).to(device),
-            torch.randn(5, 5, dtype=torch.float64, generator=gen).to(device), torch.tensor(0.7, dtype=torch.float64, device=device))
+    dots = (
+        torch.randn(6, 5, dtype=torch.float64, generator=gen).to(device),
+        torch.randn(5, 5, dtype=torch.float64, generator=gen).to(device),
+        torch.tensor(0.7, dtype=torch.float64, device=device),
+    )
     _, ours = torch.func.jvp(tril_gaussian_log_prob, (z, A, s), dots)
     if sigma:
         _, want = torch.func.jvp(dense, (z, A, s), dots)

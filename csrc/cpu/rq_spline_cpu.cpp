@@ -3,8 +3,8 @@
 // consecutive elements is contiguous, and every step of the math runs as one loop over the chunk's
 // elements (bins in the outer loop), for the compiler to vectorise (8 float / 4 double elements per
 // AVX2 instruction). gcc 12 vectorises most of these loops, but not the float bin-scan loop ("control
-// flow in loop"); this form still measured faster than a plain per-element loop, and speed is an open
-// item of the coupling-ops issue. The GPU composes the same step functions per element.
+// flow in loop"); this form still measured faster than a plain per-element loop. The GPU composes the
+// same step functions per element.
 #include "../math/rq_spline_config.h"
 #include "../ops/rq_spline_kernels.h"
 

@@ -4,4 +4,12 @@ their exact densities (thin spiral, von Mises circle, von Mises-Fisher mixture o
 from .manifolds import DATASETS, ThinSpiral, VonMisesCircle, VonMisesFisherMixture, make_dataset, sample_points
 from .toy import two_moons
 
-__all__ = ["DATASETS", "ThinSpiral", "VonMisesCircle", "VonMisesFisherMixture", "make_dataset", "sample_points", "two_moons"]
+__all__ = [
+    "DATASETS",
+    "ThinSpiral",
+    "VonMisesCircle",
+    "VonMisesFisherMixture",
+    "make_dataset",
+    "sample_points",
+    "two_moons",
+]

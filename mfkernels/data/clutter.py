@@ -3,7 +3,8 @@ square at a continuous position on a dark size × size canvas (a clean 2-D manif
 pixels are its exact overlap with each pixel, so the image moves smoothly with the position), plus
 salt-and-pepper distractors: each pixel is flipped (dark → 1, bright → 0) with probability `clutter`.
 The on-/off-manifold split is known per pixel, so how many distractors a model's projection removes
-can be measured (`removed_fraction`, `moved_halfway_fraction`), and how far any image is from the clean manifold (`manifold_mse`).
+can be measured (`removed_fraction`, `moved_halfway_fraction`), and how far any image is from the clean
+manifold (`manifold_mse`) and where on it (`nearest_clean`).
 """
 
 from __future__ import annotations
@@ -46,11 +47,18 @@ class SquareWithClutter:
         """(n,) per image, the mean squared distance to the nearest clean image, searched over a grid of
         grid × grid square positions (spacing (size − square)/(grid − 1), 0.25 px by default): how far a
         sample or projection is from the clean manifold."""
+        return self.nearest_clean(x, grid)[0]
+
+    def nearest_clean(self, x: Tensor, grid: int = 45) -> tuple[Tensor, Tensor]:
+        """(manifold_mse (n,), position (n, 2) in pixels of the nearest clean image on the grid): where on
+        the 2-D manifold of square positions an image lies, to measure how samples cover it."""
         side = torch.linspace(0, self.size - self.square, grid, dtype=torch.float64)
-        clean = self.render(torch.cartesian_prod(side, side))  # (grid², size²)
+        positions = torch.cartesian_prod(side, side)
+        clean = self.render(positions)  # (grid², size²)
         x = x.detach().double().cpu()
         distances = (x.square().sum(1, keepdim=True) - 2 * x @ clean.T + clean.square().sum(1)) / self.ambient_dim
-        return distances.min(1).values.clamp_min(0)
+        best, index = distances.min(1)
+        return best.clamp_min(0), positions[index]
 
     @staticmethod
     def removed_fraction(projected: Tensor, clean: Tensor, mask: Tensor, tolerance: float = 0.1) -> float:

@@ -52,6 +52,10 @@ class ThinSpiral:
         radius = x.norm(dim=-1)
         return (3 * radius / self.alpha).square()
 
+    def curve_parameter(self, x: Tensor) -> Tensor:
+        """Position along the spiral (u) of the spiral point at x's radius, for comparing samples."""
+        return self.latent_of(x.detach().double())
+
     def sample(self, n: int, generator: torch.Generator | None = None,
                dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
         u = torch.empty(n, dtype=torch.float64).exponential_(1 / self.scale, generator=generator)

@@ -7,7 +7,9 @@ each with its true intrinsic dimension and a distance to its true manifold:
 - `FadingSquare`: 32 × 32 black images with a 6 × 6 grey square whose grey level is U(0, 1) (dimension 1 in
   R^1024, Rubenstein et al. 2018), flattened to vectors.
 
-Every set has `sample(n, generator) -> (x, latent)`, `intrinsic_dim`, `ambient_dim` and `distance(x)`.
+Every set has `sample(n, generator) -> (x, latent)`, `intrinsic_dim`, `ambient_dim` and `distance(x)`;
+the 1-D sets also `curve_parameter(x)`, the position along the curve of x's nearest point on it (x1
+for sine and line, the grey level for the fading square), to compare where samples lie along it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ class Sine:
         t = torch.linspace(-6, 6, 60001, dtype=torch.float64)
         return _nearest_on_curve(x, torch.stack([t, torch.sin(2 * t)], 1))
 
+    def curve_parameter(self, x: Tensor) -> Tensor:
+        t = torch.linspace(-6, 6, 60001, dtype=torch.float64)
+        curve = torch.stack([t, torch.sin(2 * t)], 1)
+        index = [torch.cdist(chunk, curve).argmin(dim=1) for chunk in x.detach().double().cpu().split(256)]
+        return t[torch.cat(index)] if index else t[:0]
+
 
 class Line:
     intrinsic_dim, ambient_dim = 1, 2
@@ -46,6 +54,9 @@ class Line:
 
     def distance(self, x: Tensor) -> Tensor:
         return (x[:, 1] - x[:, 0]).abs() / math.sqrt(2)
+
+    def curve_parameter(self, x: Tensor) -> Tensor:
+        return (x[:, 0].double() + x[:, 1].double()) / 2  # the foot of the perpendicular on x2 = x1
 
 
 class SCurve:
@@ -89,6 +100,10 @@ class FadingSquare:
         m = self.mask.to(x.device)
         level = ((x.double() @ m) / m.sum()).clamp(0, 1)
         return (x.double() - level[:, None] * m).norm(dim=1).to(x.dtype)
+
+    def curve_parameter(self, x: Tensor) -> Tensor:
+        m = self.mask.to(x.device)
+        return ((x.double() @ m) / m.sum()).clamp(0, 1).cpu()
 
 
 SPREAD_DATASETS = {"sine": Sine, "line": Line, "s_curve": SCurve, "fading_square": FadingSquare}

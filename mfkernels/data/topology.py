@@ -7,6 +7,8 @@ intrinsic dimension and a distance to the true manifold (to score samples):
 - `TorusKnot`: the (p, q) torus knot on a torus of radii (R, r) in R³ (dimension 1; trefoil by default);
 - `HolySphere`: the unit sphere in R³ with six polar caps (around ±x, ±y, ±z) removed (dimension 2).
 
+The 1-D sets have `curve_parameter(x)`: the natural parameter of x's nearest point on the curve (the
+second circle's angles follow the first's, shifted by 2π), so samples and data compare along the curve.
 Points are uniform in the natural parameter (angle; area for the sphere), optionally with isotropic
 Gaussian noise of std `noise` (the default 0 puts them exactly on the manifold).
 """
@@ -58,6 +60,10 @@ class Circle2D(ToyManifold):
     def distance(self, x):
         return (x.detach().double().norm(dim=1) - 1).abs()
 
+    def curve_parameter(self, x):
+        x = x.detach().double()
+        return torch.atan2(x[:, 1], x[:, 0]) % (2 * math.pi)
+
 
 def _circle_distance(x: Tensor, center: Tensor, normal: Tensor, radius: float) -> Tensor:
     q = x - center
@@ -87,6 +93,16 @@ class TwoCircles(ToyManifold):
         return torch.minimum(*(_circle_distance(x, torch.tensor(c, dtype=x.dtype), torch.tensor(m, dtype=x.dtype), 1.0)
                                for c, m in zip(self.centers, self.normals)))
 
+    def curve_parameter(self, x):
+        x = x.detach().double()
+        first = _circle_distance(x, torch.tensor(self.centers[0], dtype=x.dtype),
+                                 torch.tensor(self.normals[0], dtype=x.dtype), 1.0)
+        second = _circle_distance(x, torch.tensor(self.centers[1], dtype=x.dtype),
+                                  torch.tensor(self.normals[1], dtype=x.dtype), 1.0)
+        angle_first = torch.atan2(x[:, 1], x[:, 0] + 1.5) % (2 * math.pi)
+        angle_second = torch.atan2(x[:, 2], x[:, 0] - 1.5) % (2 * math.pi) + 2 * math.pi
+        return torch.where(first <= second, angle_first, angle_second)
+
 
 class TorusKnot(ToyManifold):
     ambient_dim, manifold_dim = 3, 1
@@ -98,10 +114,18 @@ class TorusKnot(ToyManifold):
         self.p, self.q, self.R, self.r = p, q, R, r
 
     def points(self, n, generator=None):
-        phi = 2 * math.pi * torch.rand(n, generator=generator, dtype=torch.float64)
+        return self.embed(2 * math.pi * torch.rand(n, generator=generator, dtype=torch.float64))
+
+    def embed(self, phi: Tensor) -> Tensor:
         radius = self.R + self.r * torch.cos(self.q * phi)
         return torch.stack([radius * torch.cos(self.p * phi), radius * torch.sin(self.p * phi),
                             self.r * torch.sin(self.q * phi)], 1)
+
+    def curve_parameter(self, x):
+        phi = torch.linspace(0, 2 * math.pi, self.reference_points + 1, dtype=torch.float64)[:-1]
+        curve = self.embed(phi)
+        index = [torch.cdist(chunk, curve).argmin(1) for chunk in x.detach().double().cpu().split(2048)]
+        return phi[torch.cat(index)] if index else phi[:0]
 
 
 class HolySphere(ToyManifold):

@@ -2,12 +2,12 @@
 `forward(x, context=None) -> (z, logabsdet)`, `inverse(z, context=None) -> (x, logabsdet)`.
 
 Layers: AffineCoupling and RQSplineCoupling (vectors with an MLP conditioner, or images (C, H, W)
-with channel masks and a ConvNet conditioner), ActNorm, LULinear, Permutation, Squeeze, ElementwiseRQSpline; GaussianNIF (the
-dimension-changing noisy injective layer, paper 001) and StochasticCoupling; Sequential
-MultiScaleFlow is the multi-scale Glow image flow (squeeze,
-ActNorm, 1x1 convolution, conv couplings, split) behind a flat-vector interface; Sequential
-composes them and Flow turns a transform into a density with a standard normal base;
-`rq_spline_flow` builds the usual spline stack in one call.
+with channel masks and a ConvNet conditioner), ActNorm, LULinear, Permutation, Squeeze and
+ElementwiseRQSpline; GaussianNIF (the dimension-changing noisy injective layer, paper 001) and
+StochasticCoupling; MultiScaleFlow, the multi-scale Glow image flow (squeeze, ActNorm, 1x1
+convolution, conv couplings, split) behind a flat-vector interface. Sequential composes layers, Flow
+turns a transform into a density with a standard normal base, and `rq_spline_flow` /
+`realnvp_flow` build the usual stacks in one call.
 """
 
 from .base import Sequential, Transform
@@ -19,12 +19,33 @@ from .elementwise import ElementwiseRQSpline
 from .flow import Flow, standard_normal_log_prob
 from .linear import LULinear
 from .multiscale import MultiScaleFlow, glow_step
-from .normalization import ActNorm
 from .nif import GaussianNIF
+from .normalization import ActNorm
 from .permutation import Permutation
 from .reshape import Squeeze
 from .stochastic_coupling import StochasticCoupling
 
-__all__ = ["ActNorm", "AffineCoupling", "ChartConformalMaps", "ConvNet", "ElementwiseRQSpline", "Flow", "GaussianNIF", "LULinear", "MLP", "MaskedCoupling", "MultiScaleFlow", "Permutation",
-           "RQSplineCoupling", "Sequential", "Squeeze", "Transform", "alternating_mask", "glow_step", "realnvp_flow", "rq_spline_flow",
-           "standard_normal_log_prob"]
+__all__ = [
+    "ActNorm",
+    "AffineCoupling",
+    "ChartConformalMaps",
+    "ConvNet",
+    "ElementwiseRQSpline",
+    "Flow",
+    "GaussianNIF",
+    "LULinear",
+    "MLP",
+    "MaskedCoupling",
+    "MultiScaleFlow",
+    "Permutation",
+    "RQSplineCoupling",
+    "Sequential",
+    "Squeeze",
+    "StochasticCoupling",
+    "Transform",
+    "alternating_mask",
+    "glow_step",
+    "realnvp_flow",
+    "rq_spline_flow",
+    "standard_normal_log_prob",
+]

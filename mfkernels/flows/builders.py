@@ -1,6 +1,7 @@
 """Ready-made stacks of layers, so models and examples build the usual architecture in one call.
 
-`realnvp_flow` is the affine-coupling baseline. `rq_spline_flow` is the neural-spline architecture of the M-flow and DNF experiments (paper 000,
+`realnvp_flow` is the affine-coupling baseline. `rq_spline_flow` is the neural-spline architecture of
+the M-flow and DNF experiments (paper 000,
 section 5: rational-quadratic spline couplings with learned linear mixing between them): per layer an
 RQ spline coupling on alternating halves followed by an LU-parametrised invertible linear map. On a
 single feature it becomes a stack of elementwise splines.

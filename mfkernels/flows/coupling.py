@@ -140,10 +140,17 @@ class AffineCoupling(MaskedCoupling):
 
     params_per_feature = 2
 
-    def __init__(self, features: int | tuple[int, ...], mask: Tensor | None = None, mode: str = "softclamp", clamp: float | None = 3.0,
-                 context_features: int = 0, hidden_features: int = 64,
-                 conditioner: Callable[[int, int, int], nn.Module] | None = None,
-                 coupling_fn: Callable[..., tuple[Tensor, Tensor]] = ops.affine_coupling):
+    def __init__(
+        self,
+        features: int | tuple[int, ...],
+        mask: Tensor | None = None,
+        mode: str = "softclamp",
+        clamp: float | None = 3.0,
+        context_features: int = 0,
+        hidden_features: int = 64,
+        conditioner: Callable[[int, int, int], nn.Module] | None = None,
+        coupling_fn: Callable[..., tuple[Tensor, Tensor]] = ops.affine_coupling,
+    ):
         super().__init__(features, mask, context_features, hidden_features, conditioner)
         self.coupling_fn = coupling_fn
         self.mode = mode
@@ -155,7 +162,7 @@ class AffineCoupling(MaskedCoupling):
 
 
 class RQSplineCoupling(MaskedCoupling):
-    """Rational-quadratic spline coupling (Durkin et al. 2019) with linear tails outside
+    """Rational-quadratic spline coupling (Durkan et al. 2019) with linear tails outside
     [-tail_bound, tail_bound], on vectors or (features=(C, H, W)) images: per transformed feature
     (channel and position for images) the conditioner gives num_bins width, num_bins height and
     num_bins - 1 derivative logits for `mfkernels.ops.rq_spline`.
@@ -164,10 +171,17 @@ class RQSplineCoupling(MaskedCoupling):
     `unconstrained_rational_quadratic_spline` build the same layer on other implementations.
     """
 
-    def __init__(self, features: int | tuple[int, ...], num_bins: int = 8, tail_bound: float = 3.0, mask: Tensor | None = None,
-                 context_features: int = 0, hidden_features: int = 64,
-                 conditioner: Callable[[int, int, int], nn.Module] | None = None,
-                 spline_fn: Callable[..., tuple[Tensor, Tensor]] = ops.rq_spline):
+    def __init__(
+        self,
+        features: int | tuple[int, ...],
+        num_bins: int = 8,
+        tail_bound: float = 3.0,
+        mask: Tensor | None = None,
+        context_features: int = 0,
+        hidden_features: int = 64,
+        conditioner: Callable[[int, int, int], nn.Module] | None = None,
+        spline_fn: Callable[..., tuple[Tensor, Tensor]] = ops.rq_spline,
+    ):
         if num_bins < 1:
             raise ValueError(f"RQSplineCoupling: 'num_bins' must be >= 1, got {num_bins}")
         self.params_per_feature = 3 * num_bins - 1

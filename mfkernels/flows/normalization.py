@@ -50,7 +50,9 @@ class ActNorm(Transform):
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if x.shape[self.feature_dim] != self.features:
-            raise ValueError(f"ActNorm: expected {self.features} features in dim {self.feature_dim}, got {tuple(x.shape)}")
+            raise ValueError(
+                f"ActNorm: expected {self.features} features in dim {self.feature_dim}, got {tuple(x.shape)}"
+            )
         if self.training and self._needs_init and x.shape[0] > 1:
             self._initialize(x)
         return ops.affine_coupling(x, self._broadcast(self.shift, x), self._broadcast(self.log_scale, x), mode="exp")

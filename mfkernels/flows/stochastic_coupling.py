@@ -65,6 +65,8 @@ class StochasticCoupling(nn.Module):
 
     def generate(self, z: Tensor, noise_scale: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
         if z.dim() != 2 or z.shape[1] != self.latent_features:
-            raise ValueError(f"StochasticCoupling: expected z of shape (B, {self.latent_features}), got {tuple(z.shape)}")
+            raise ValueError(
+                f"StochasticCoupling: expected z of shape (B, {self.latent_features}), got {tuple(z.shape)}"
+            )
         z1, z2 = z[:, :self.split], z[:, self.split:]
         return torch.cat([z1, self.nif.generate(z2, noise_scale, generator) + self.shift(z1)], 1)

@@ -28,8 +28,10 @@ from .split_flow import SplitFlowModel
 from .spread import SpreadFlow, SpreadFlowConfig
 from .standard import StandardFlow, StandardFlowConfig
 
-MODELS: dict[str, type[Model]] = {cls.name: cls for cls in (StandardFlow, DNF, MFlow, PIE, NIF, SpreadFlow, PixelRejection,
-                                                          HierarchicalFlow, ChartFlow)}
+MODELS: dict[str, type[Model]] = {
+    cls.name: cls
+    for cls in (StandardFlow, DNF, MFlow, PIE, NIF, SpreadFlow, PixelRejection, HierarchicalFlow, ChartFlow)
+}
 
 
 def build_model(name: str, config: ModelConfig | dict[str, Any] | None = None, **options) -> Model:
@@ -42,5 +44,28 @@ def build_model(name: str, config: ModelConfig | dict[str, Any] | None = None, *
     return cls(config, **options)
 
 
-__all__ = ["ChartFlow", "ChartFlowConfig", "DNF", "DNFConfig", "HierarchicalFlow", "HierarchicalFlowConfig", "PixelRejection", "PixelRejectionConfig", "MFlow", "MFlowConfig", "MODELS", "Model", "ModelConfig", "NIF", "NIFConfig", "PIE", "PIEConfig",
-           "SplitFlowModel", "SpreadFlow", "SpreadFlowConfig", "StandardFlow", "StandardFlowConfig", "build_model"]
+__all__ = [
+    "ChartFlow",
+    "ChartFlowConfig",
+    "DNF",
+    "DNFConfig",
+    "HierarchicalFlow",
+    "HierarchicalFlowConfig",
+    "PixelRejection",
+    "PixelRejectionConfig",
+    "MFlow",
+    "MFlowConfig",
+    "MODELS",
+    "Model",
+    "ModelConfig",
+    "NIF",
+    "NIFConfig",
+    "PIE",
+    "PIEConfig",
+    "SplitFlowModel",
+    "SpreadFlow",
+    "SpreadFlowConfig",
+    "StandardFlow",
+    "StandardFlowConfig",
+    "build_model",
+]

@@ -120,8 +120,11 @@ class ModelConfig:
 
     def check_backbone(self, choices: tuple[str, ...] = ("spline", "glow", "realnvp")) -> None:
         self.check_choice("backbone", choices)
-        if self.backbone == "glow" and (self.image_shape is None or len(self.image_shape) != 3
-                                        or self.image_shape[0] * self.image_shape[1] * self.image_shape[2] != self.features):
+        if self.backbone == "glow" and (
+            self.image_shape is None
+            or len(self.image_shape) != 3
+            or self.image_shape[0] * self.image_shape[1] * self.image_shape[2] != self.features
+        ):
             raise ValueError(f"{type(self).__name__}: backbone='glow' needs image_shape = [C, H, W] with C*H*W = "
                              f"features = {self.features}, got image_shape={self.image_shape}")
 

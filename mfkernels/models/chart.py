@@ -3,7 +3,8 @@
 - Chart centres v_k and regions U_k from a vector-quantised autoencoder (`mfkernels.vq`), trained for
   the first `vq_steps` steps and frozen after.
 - Chart maps g_k = c_k ∘ h_k⁻¹: h_k a flow on R^d conditioned on v_k (its context), c_k a conformal
-  dimension-raising map (`flows.ChartConformalMaps`: affine frame + special conformal map, JᵀJ = λ²I); f_k = h_k ∘ c_k^† goes the other way.
+  dimension-raising map (`flows.ChartConformalMaps`: affine frame + special conformal map, JᵀJ = λ²I);
+  f_k = h_k ∘ c_k^† goes the other way.
 - Density, eq (2): p(x) = Σ_{k: x ∈ U_k} p_k |det Jf_k Jf_kᵀ|^{1/2} q(f_k(x)), with
   ½ log det(Jg_kᵀ Jg_k) = d log λ_k(y) − log|det ∂h_k/∂y| analytic (y = c_k^†(x)); evaluated for all
   (x, k) pairs with x ∈ U_k in one batch, then a log-sum-exp over each point's charts.

@@ -59,8 +59,10 @@ class HierarchicalFlowConfig(ModelConfig):
                 "inner_layers": 0, "num_layers": self.num_layers, "num_bins": self.num_bins,
                 "tail_bound": self.tail_bound, "hidden_features": self.hidden_features, "seed": self.seed + 10 * m,
                 "penalty": self.penalties[m], "delta": self.deltas[m], "penalty_weight": self.penalty_weight,
-                # only the first block sees images; the later ones act on vectors u
-                **({"backbone": self.backbone, "image_shape": self.image_shape, "levels": self.levels} if m == 0 else {})}
+                # only the first block sees images; the later ones act on vectors u: after a Glow block
+                # a RealNVP one (paper 002's hierarchical models), otherwise the same backbone
+                **({"backbone": self.backbone, "image_shape": self.image_shape, "levels": self.levels} if m == 0 else
+                   {"backbone": "realnvp" if self.backbone == "glow" else self.backbone})}
 
 
 class HierarchicalFlow(Model):

@@ -98,8 +98,13 @@ class PixelRejection(SplitFlowModel):
             if c.manifold_dim >= c.features:
                 raise ValueError("PixelRejection: manifold_coupling needs manifold_dim < features (it transforms v)")
             with seeded(c.seed + 2000):
-                self.tail = RQSplineCoupling(c.features, c.num_bins, c.tail_bound, mask=torch.arange(c.features) < c.manifold_dim,
-                                             hidden_features=c.hidden_features)
+                self.tail = RQSplineCoupling(
+                    c.features,
+                    c.num_bins,
+                    c.tail_bound,
+                    mask=torch.arange(c.features) < c.manifold_dim,
+                    hidden_features=c.hidden_features,
+                )
 
     def _split_with_params(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """(u, v, log|det ∂f/∂x|, the last coupling's conditioner output or None)."""

@@ -47,7 +47,9 @@ class SpreadFlowConfig(ModelConfig):
 
     def validate(self) -> None:
         if self.features < 2:
-            raise ValueError(f"SpreadFlowConfig: 'features' must be >= 2 (a coupling needs two parts), got {self.features}")
+            raise ValueError(
+                f"SpreadFlowConfig: 'features' must be >= 2 (a coupling needs two parts), got {self.features}"
+            )
         if self.prior_noise_std <= 0 or self.input_noise_std < 0:
             raise ValueError("SpreadFlowConfig: need prior_noise_std > 0 and input_noise_std >= 0")
         self.check_choice("permutation", ("random", "roll"))

@@ -7,12 +7,25 @@ from ._registry import OpSpec, all_ops, get_op
 from .coupling import affine_coupling
 from .gram import gram_logdet
 from .lowrank_gaussian import lowrank_gaussian_log_prob
-from .spectrum import intrinsic_dimension, spectrum
 from .nif import nif_block, nif_sample_posterior
+from .spectrum import intrinsic_dimension, spectrum
 from .spline import rq_spline
 from .tril_gaussian import tril_gaussian_log_prob
 
 _register_autocast_kernels(
     sorted({name for spec in all_ops().values() for name in spec.primitives if not name.startswith("_")}))
 
-__all__ = ["OpSpec", "affine_coupling", "all_ops", "get_op", "gram_logdet", "intrinsic_dimension", "lowrank_gaussian_log_prob", "nif_block", "nif_sample_posterior", "rq_spline", "spectrum", "tril_gaussian_log_prob"]
+__all__ = [
+    "OpSpec",
+    "affine_coupling",
+    "all_ops",
+    "get_op",
+    "gram_logdet",
+    "intrinsic_dimension",
+    "lowrank_gaussian_log_prob",
+    "nif_block",
+    "nif_sample_posterior",
+    "rq_spline",
+    "spectrum",
+    "tril_gaussian_log_prob",
+]

@@ -9,21 +9,43 @@ In plain eager mode `Function.apply` spends ~70 us per call binding default argu
 `inspect.signature`, more than a small coupling layer's whole kernel. Our callers always pass every
 argument positionally, so there the C++ apply is called directly (after the same dead-wrapper
 unwrapping torch does); under functorch transforms the public path is kept.
+
+This module is the one place that reaches into torch internals for that shortcut. With the
+environment variable MFKERNELS_PUBLIC_APPLY=1 (read at import) every call takes the public
+`Function.apply`, as it also does when a torch release moves those internals; CI runs the op tests
+once that way, so the fallback is a tested path, not a hope.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import torch
 
-try:  # torch internals behind Function.apply; without them every call takes the public path
+PUBLIC_APPLY_VARIABLE = "MFKERNELS_PUBLIC_APPLY"
+
+
+def _direct_apply_available() -> bool:
+    if os.environ.get(PUBLIC_APPLY_VARIABLE, "").strip() not in ("", "0"):
+        return False
+    try:  # torch internals behind Function.apply; without them every call takes the public path
+        from torch._functorch.utils import unwrap_dead_wrappers  # noqa: F401
+        from torch.autograd.function import _SingleLevelFunction  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+_HAVE_DIRECT_APPLY = _direct_apply_available()
+if _HAVE_DIRECT_APPLY:
     from torch._functorch.utils import unwrap_dead_wrappers as _unwrap_dead_wrappers
     from torch.autograd.function import _SingleLevelFunction
 
-    _HAVE_DIRECT_APPLY = True
-except ImportError:  # pragma: no cover - depends on the torch version
-    _HAVE_DIRECT_APPLY = False
+
+def uses_direct_apply() -> bool:
+    """Whether eager calls skip `Function.apply`'s argument binding (False under MFKERNELS_PUBLIC_APPLY=1)."""
+    return _HAVE_DIRECT_APPLY
 
 
 def zero_tangents(*pairs: tuple[torch.Tensor | None, torch.Tensor]) -> tuple[torch.Tensor, ...]:

@@ -42,7 +42,9 @@ class _GramLogdet(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_half_logdet: Tensor, _grad_L, _grad_perm):
         J, L, perm = ctx.saved_tensors
-        grad_J = derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.gram_logdet_backward, grad_half_logdet, J, L, perm)
+        grad_J = derivative_kernel(
+            _OP, ctx.anchors, torch.ops.mfkernels.gram_logdet_backward, grad_half_logdet, J, L, perm
+        )
         return grad_J, None
 
     @staticmethod

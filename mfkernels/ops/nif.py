@@ -48,7 +48,19 @@ class _NifBlock(torch.autograd.Function):
                  for g, like in ((g_log_px, t[:, 0, 0]), (g_manifold, t[:, 0, 0]), (g_z_mean, z_mean),
                                  (g_z_point, z_point))]
         grad_x, grad_A, grad_log_sigma = derivative_kernel(
-            _OP, ctx.anchors, torch.ops.mfkernels.nif_block_backward, *grads, A, log_sigma, t, u, z_mean, z_point, K1, K0)
+            _OP,
+            ctx.anchors,
+            torch.ops.mfkernels.nif_block_backward,
+            *grads,
+            A,
+            log_sigma,
+            t,
+            u,
+            z_mean,
+            z_point,
+            K1,
+            K0,
+        )
         # b's gradient reduced to its own shape first, so the (B, P, r) negation is never materialised
         grad_b = grad_x.sum_to_size(ctx.b_shape).neg() if ctx.needs_input_grad[2] else None
         return grad_x, grad_A, grad_b, grad_log_sigma
@@ -56,9 +68,15 @@ class _NifBlock(torch.autograd.Function):
     @staticmethod
     def jvp(ctx, x_dot, A_dot, b_dot, log_sigma_dot):
         A, log_sigma, t, z_mean, z_point, K1, K0 = ctx.saved_tensors
-        x_dot, A_dot, b_dot, log_sigma_dot = zero_tangents((x_dot, t), (A_dot, A), (b_dot, t), (log_sigma_dot, log_sigma))
+        x_dot, A_dot, b_dot, log_sigma_dot = zero_tangents(
+            (x_dot, t), (A_dot, A), (b_dot, t), (log_sigma_dot, log_sigma)
+        )
         # tangents of broadcast inputs come in their own shapes
-        x_dot, b_dot, log_sigma_dot = x_dot.expand(t.shape), b_dot.expand(t.shape), log_sigma_dot.expand(log_sigma.shape)
+        x_dot, b_dot, log_sigma_dot = (
+            x_dot.expand(t.shape),
+            b_dot.expand(t.shape),
+            log_sigma_dot.expand(log_sigma.shape),
+        )
         tangents = derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.nif_block_jvp, x_dot, A_dot, b_dot,
                                      log_sigma_dot, A, log_sigma, t, z_mean, z_point, K1, K0)
         return (*tangents, None, None, None, None)

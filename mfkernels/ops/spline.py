@@ -1,4 +1,4 @@
-"""Fused rational-quadratic spline, the elementwise transform of neural spline flows (Durkin et al.
+"""Fused rational-quadratic spline, the elementwise transform of neural spline flows (Durkan et al.
 2019, eqs 4-6), used by the spline couplings of papers 000-004.
 
 A drop-in for nflows' `unconstrained_rational_quadratic_spline` (same argument names, defaults and

@@ -19,9 +19,9 @@ from torch import Tensor
 
 from .. import reference
 from ._autocast import float32_under_autocast
+from ._autograd import derivative_kernel, input_anchors, tangent_aware_apply, zero_tangents
 from ._checks import cannot_read_values, check_same_dtype_device, check_tensor
 from ._registry import OpSpec, register
-from ._autograd import derivative_kernel, input_anchors, tangent_aware_apply, zero_tangents
 from ._vmap import merged_rows_rule, register_loop_vmap
 
 _OP = "mfkernels.ops.tril_gaussian_log_prob"
@@ -49,8 +49,18 @@ class _Noisy(torch.autograd.Function):
         if grad is None:
             return None, None, None
         A, sigma, C, w, C_block_inv = ctx.saved_tensors
-        return derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.tril_gaussian_noisy_backward, grad, A, sigma, C, w,
-                                 C_block_inv, ctx.needs_input_grad[2])
+        return derivative_kernel(
+            _OP,
+            ctx.anchors,
+            torch.ops.mfkernels.tril_gaussian_noisy_backward,
+            grad,
+            A,
+            sigma,
+            C,
+            w,
+            C_block_inv,
+            ctx.needs_input_grad[2],
+        )
 
     @staticmethod
     def jvp(ctx, z_dot, A_dot, sigma_dot):
@@ -89,7 +99,9 @@ class _Triangular(torch.autograd.Function):
     def jvp(ctx, z_dot, A_dot):
         A, w = ctx.saved_tensors
         z_dot, A_dot = zero_tangents((z_dot, w), (A_dot, A))
-        return derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.tril_gaussian_triangular_jvp, z_dot, A_dot, A, w), None
+        return derivative_kernel(
+            _OP, ctx.anchors, torch.ops.mfkernels.tril_gaussian_triangular_jvp, z_dot, A_dot, A, w
+        ), None
 
 
 _noisy_apply = tangent_aware_apply(_Noisy)

@@ -11,4 +11,11 @@ from .nif import nif_block
 from .spline import rq_spline
 from .tril_gaussian import tril_gaussian_log_prob
 
-__all__ = ["affine_coupling", "gram_logdet", "lowrank_gaussian_log_prob", "nif_block", "rq_spline", "tril_gaussian_log_prob"]
+__all__ = [
+    "affine_coupling",
+    "gram_logdet",
+    "lowrank_gaussian_log_prob",
+    "nif_block",
+    "rq_spline",
+    "tril_gaussian_log_prob",
+]

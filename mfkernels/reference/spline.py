@@ -1,5 +1,5 @@
 """Reference twin of `mfkernels.ops.rq_spline`: the rational-quadratic spline of Neural Spline
-Flows (Durkin et al. 2019, eqs 4-6; the elementwise transform of papers 000-004's spline couplings),
+Flows (Durkan et al. 2019, eqs 4-6; the elementwise transform of papers 000-004's spline couplings),
 written plainly with autograd and masks-by-`where`, so it also works under torch.func transforms.
 
 Semantics follow nflows' `unconstrained_rational_quadratic_spline` (tails="linear": identity outside
@@ -39,7 +39,9 @@ def rq_spline(
         unnormalized_derivatives.shape[:-1],
     )
     x = inputs.expand(shape)
-    uw, uh, ud = (t.expand(*shape, t.shape[-1]) for t in (unnormalized_widths, unnormalized_heights, unnormalized_derivatives))
+    uw, uh, ud = (
+        t.expand(*shape, t.shape[-1]) for t in (unnormalized_widths, unnormalized_heights, unnormalized_derivatives)
+    )
     B = float(tail_bound)
     derivatives = min_derivative + F.softplus(ud)
     if tails == "linear":

@@ -5,7 +5,8 @@ test bits per dimension, and its on-manifold samples (s = 0) are cleaner.
 Both models share the outer flow (RQ spline couplings + LU linear maps on R^64, same seed); the flow
 maps to N(0, I_64) (standard) or into a Gaussian NIF layer with block upsampling (a (c, 4, 4) latent
 image upsampled ×2 to the 8 × 8 image, `flows.GaussianNIF.upsampling`, trained on the exact marginal
-of eq 41). Both are trained on the same 1500 images (each dequantised `dequantized_copies` times) with the same optimiser settings;
+of eq 41). Both are trained on the same 1500 images (each dequantised `dequantized_copies` times) with
+the same optimiser settings;
 test BPD is on the 297 held-out images (mfkernels.data.digits for the dequantisation and BPD).
 Writes samples.png (rows: standard flow, NIF at s = 1 and s = 0, per temperature), metrics.json and
 a checkpoint per model.
@@ -23,7 +24,7 @@ import torch
 
 from ..data.digits import Digits
 from ..models import build_model
-from ..training import TrainConfig, fit
+from ._train import train as train_model
 
 TEMPERATURES = (0.5, 0.75, 1.0)
 
@@ -67,11 +68,9 @@ def run(out_dir: str | Path = "nif-digits", quick: bool = False, seed: int = 0, 
     for name, options in model_options(s).items():
         model = build_model(name, **options)
         start = time.perf_counter()
-        fit(model, train, TrainConfig(overwrite=True, steps=s.steps, batch_size=s.batch_size, lr=s.lr, seed=seed,
-                                      out_dir=str(out / name), checkpoint_every=max(s.steps // 4, 1), device=device,
-                                      progress=progress, desc=f"nif-digits: {name}"))
+        model = train_model(model, train, out / name, f"nif-digits: {name}", steps=s.steps, lr=s.lr, seed=seed,
+                            device=device, progress=progress, batch_size=s.batch_size, checkpoints=4)
         seconds = time.perf_counter() - start
-        model = model.cpu().eval()
         with torch.no_grad():
             test_bpd = digits.bits_per_dim(model.log_prob(test))
             train_bpd = digits.bits_per_dim(model.log_prob(train[: len(train) // s.dequantized_copies]))
@@ -80,7 +79,9 @@ def run(out_dir: str | Path = "nif-digits", quick: bool = False, seed: int = 0, 
                                    "train_bpd": float(train_bpd.mean()), "train_seconds": seconds,
                                    "parameters": sum(p.numel() for p in model.parameters())}
         grids.update(_samples(name, model, digits, seed))
-    results["nif_minus_standard_test_bpd"] = results["models"]["nif"]["test_bpd"] - results["models"]["standard"]["test_bpd"]
+    results["nif_minus_standard_test_bpd"] = (
+        results["models"]["nif"]["test_bpd"] - results["models"]["standard"]["test_bpd"]
+    )
     (out / "metrics.json").write_text(json.dumps(results, indent=2))
     _plot(out / "samples.png", grids, digits.to_images(test[:8]))
     return results

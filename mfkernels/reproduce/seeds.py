@@ -1,6 +1,7 @@
 """Several seeds of one reproduction (`mfkernels reproduce NAME --seeds 0,1,2`): each seed's run in
 OUT/seed<N>/, then OUT/summary.json with the mean and standard deviation over the seeds of every
-number in the runs' metrics, beside the seeds' wall times, the versions and the machine."""
+number in the runs' metrics, beside the seeds' wall times, the versions and the machine, and
+OUT/summary.md, the same numbers as one flat table (metric path | mean ± std | per seed)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,34 @@ def _finite_json(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+def _flat_rows(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    if isinstance(node, dict) and "mean" in node and "values" in node:
+        return [(path, node)]
+    if isinstance(node, dict):
+        return [row for key, value in node.items() for row in _flat_rows(value, f"{path}.{key}" if path else key)]
+    return []
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """summary.json as one table: every number's path in the metrics, mean ± sample std, per-seed values."""
+    seeds = summary["seeds"]
+    lines = [f"# {summary['experiment']}: {len(seeds)} seed(s) {', '.join(map(str, seeds))}"
+             f"{' (quick)' if summary['quick'] else ''}", "",
+             f"{summary['date']}; mfkernels {summary['versions']['mfkernels']}, torch {summary['versions']['torch']}; "
+             f"{summary['machine']['processor']}, {summary['machine']['threads']} thread(s), "
+             f"{summary['machine']['device']}; wall time per seed: "
+             + ", ".join(f"{float(v) / 60:.1f} min" for v in summary["wall_seconds"].values()), "",
+             "| metric | mean ± std | per seed |", "| --- | --- | --- |"]
+
+    def number(v: Any) -> str:
+        return "null" if v is None else f"{v:.4g}"
+
+    for path, cell in _flat_rows(summary["over_seeds"]):
+        lines.append(f"| {path} | {number(cell['mean'])} ± {number(cell['std'])} | "
+                     f"{', '.join(number(v) for v in cell['values'])} |")
+    return "\n".join(lines) + "\n"
+
+
 def run_seeds(experiment: Callable[..., dict[str, Any]], name: str, out_dir: str | Path, seeds: Sequence[int],
               quick: bool, device: str | None) -> dict[str, Any]:
     out = Path(out_dir)
@@ -75,5 +104,7 @@ def run_seeds(experiment: Callable[..., dict[str, Any]], name: str, out_dir: str
         "over_seeds": aggregate(results),
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(_finite_json(summary), indent=2, allow_nan=False))
+    summary = _finite_json(summary)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
+    (out / "summary.md").write_text(summary_markdown(summary))
     return summary
