@@ -100,13 +100,17 @@ def run(out_dir: str | Path = "chart-flows", quick: bool = False, seed: int = 0,
                           "projected_test_distance": float(data.distance(model.project(test)).mean())}
             row[label] = r
             shown[name][label] = samples
-            shown[name][f"{label} title"] = (f"{label}: dist {r['sample_distance']['mean']:.3f}, recall@"
-                                             f"{COVERAGE_RADIUS:g} {r['coverage']['recall']:.2f}"
-                                             + (f", KS {r['ks_along_curve']:.2f}" if "ks_along_curve" in r else ""))
+            shown[name][f"{label} title"] = panel_title(label, r)
         results["datasets"][name] = row
     (out / "metrics.json").write_text(json.dumps(results, indent=2))
     _figure(out / "samples.png", shown)
     return results
+
+
+def panel_title(label: str, r: dict[str, Any]) -> str:
+    """Closeness, coverage and (1-D sets) KS along the curve of one model's samples, for its panel."""
+    return (f"dist {r['sample_distance']['mean']:.3f}, recall@{COVERAGE_RADIUS:g} {r['coverage']['recall']:.2f}"
+            + (f", KS {r['ks_along_curve']:.2f}" if "ks_along_curve" in r else ""))
 
 
 def _figure(path: Path, shown: dict[str, dict[str, torch.Tensor]]) -> None:
@@ -129,13 +133,13 @@ def _figure(path: Path, shown: dict[str, dict[str, torch.Tensor]]) -> None:
             keep = ((p >= lo) & (p <= hi)).all(1)  # far-off samples would squash the view; counted in metrics
             p = p[keep].numpy()
             if three_d:
-                ax.scatter(p[:, 0], p[:, 1], p[:, 2], s=1, alpha=0.5)
+                ax.scatter(p[:, 0], p[:, 1], p[:, 2], s=1, alpha=0.5, color="k" if key == "data" else "C0")
                 ax.set_xlim(lo[0], hi[0]), ax.set_ylim(lo[1], hi[1]), ax.set_zlim(lo[2], hi[2])
             else:
-                ax.scatter(p[:, 0], p[:, 1], s=1, alpha=0.5)
+                ax.scatter(p[:, 0], p[:, 1], s=1, alpha=0.5, color="k" if key == "data" else "C0")
                 ax.set_xlim(lo[0], hi[0]), ax.set_ylim(lo[1], hi[1])
                 ax.set_aspect("equal")
-            ax.set_title(f"{name}: " + panels.get(f"{key} title", title), fontsize=8)
+            ax.set_title(f"{name}: {title}\n" + panels.get(f"{key} title", ""), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
