@@ -11,7 +11,7 @@ import os
 import pytest
 import torch
 
-from mfkernels.bench import _forward_backward
+from mfkernels.bench import forward_backward
 from mfkernels.ops import all_ops
 
 DEVICE = os.environ.get("MFKERNELS_BENCH_DEVICE", "cpu")
@@ -25,7 +25,7 @@ def test_forward_backward(benchmark, name, shape, impl):
         pytest.skip("MFKERNELS_BENCH_DEVICE=cuda but torch sees no GPU")
     spec = all_ops()[name]
     inputs = spec.make_inputs(shape, torch.float32, DEVICE, torch.Generator().manual_seed(0))
-    run = _forward_backward(spec.op if impl == "op" else spec.reference, inputs)
+    run = forward_backward(spec.op if impl == "op" else spec.reference, inputs)
     if DEVICE.startswith("cuda"):
         def timed():
             run()

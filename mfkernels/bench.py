@@ -57,7 +57,9 @@ def _total(out) -> torch.Tensor:
     return sum(o.sum() for o in outs)
 
 
-def _forward_backward(fn, inputs):
+def forward_backward(fn, inputs):
+    """A zero-argument callable: fn(*inputs), then the gradients of all its outputs' sum w.r.t. inputs."""
+
     def run():
         torch.autograd.grad(_total(fn(*inputs)), inputs)
 
@@ -118,7 +120,7 @@ def run(
         row = {"op": spec.name, "shape": list(shape), "shape_names": spec.shape_names}
         for impl, fn in (("op", spec.op), ("twin", spec.reference)):
             row[f"{impl}_fwd_ms"] = 1e3 * _median_seconds(_forward(fn, inputs), min_run_time)
-            row[f"{impl}_fwd_bwd_ms"] = 1e3 * _median_seconds(_forward_backward(fn, inputs), min_run_time)
+            row[f"{impl}_fwd_bwd_ms"] = 1e3 * _median_seconds(forward_backward(fn, inputs), min_run_time)
         row["speedup_fwd"] = row["twin_fwd_ms"] / row["op_fwd_ms"]
         row["speedup_fwd_bwd"] = row["twin_fwd_bwd_ms"] / row["op_fwd_bwd_ms"]
         row.update(roofline(spec.op, inputs, row["op_fwd_ms"], row["op_fwd_bwd_ms"], device, min_run_time))
@@ -129,7 +131,7 @@ def run(
                 continue
             try:
                 row[f"{name}_fwd_ms"] = 1e3 * _median_seconds(_forward(fn, inputs), min_run_time)
-                row[f"{name}_fwd_bwd_ms"] = 1e3 * _median_seconds(_forward_backward(fn, inputs), min_run_time)
+                row[f"{name}_fwd_bwd_ms"] = 1e3 * _median_seconds(forward_backward(fn, inputs), min_run_time)
             except torch.OutOfMemoryError:  # a dense baseline at a GPU size: say so, keep the row
                 row[f"{name}_skipped"] = "out of memory"
                 row.pop(f"{name}_fwd_ms", None)

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from ..flows import ChartConformalMaps, rq_spline_flow, standard_normal_log_prob
-from ..ops._checks import cannot_read_values
+from ..ops import cannot_read_values
 from ..vq import VQAutoencoder, chart_membership
 from .base import Model, ModelConfig, seeded
 

@@ -3,6 +3,7 @@ backward (and tangent) kernels, a pure-torch twin in `mfkernels.reference`, and 
 (`all_ops()`) naming its twin and benchmark shapes."""
 
 from ._autocast import register_autocast_kernels as _register_autocast_kernels
+from ._checks import cannot_read_values
 from ._registry import OpSpec, all_ops, get_op
 from .coupling import affine_coupling
 from .gram import gram_logdet
@@ -19,6 +20,7 @@ __all__ = [
     "OpSpec",
     "affine_coupling",
     "all_ops",
+    "cannot_read_values",
     "get_op",
     "gram_logdet",
     "intrinsic_dimension",
