@@ -12,7 +12,7 @@ from mfkernels.data.topology import TOPOLOGY_SETS, Circle2D, HolySphere, TorusKn
 from mfkernels.flows import ChartConformalMaps
 from mfkernels.manifold import generator_log_volume
 from mfkernels.models import build_model
-from mfkernels.vq import VQAutoencoder, chart_membership
+from mfkernels.models.vq import VQAutoencoder, chart_membership
 
 D64 = torch.float64
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import mfkernels
-from mfkernels import bench, cli, info
+from mfkernels import bench, cli
+from mfkernels.cli import info
 from mfkernels.ops import all_ops
 
 
@@ -86,7 +87,8 @@ def test_flow_step_bench_builds_the_same_flow_in_nflows(monkeypatch):
     """The nflows stack the flow bench times is the same density as ours (shared weights), and the
     report has one row per implementation."""
     pytest.importorskip("nflows")
-    from mfkernels import bench_flows, ops
+    from mfkernels import ops
+    from mfkernels.bench import flows as bench_flows
 
     monkeypatch.setattr(bench_flows, "FEATURES", 6)
     monkeypatch.setattr(bench_flows, "LAYERS", 3)
@@ -107,7 +109,7 @@ def test_flow_step_bench_builds_the_same_flow_in_nflows(monkeypatch):
 
 def test_bench_models_pixel_rejection_rows_and_their_table():
     """Bookkeeping of the model bench (timings are not asserted): two cases, each against its baseline."""
-    from mfkernels import bench_models
+    from mfkernels.bench import models as bench_models
 
     rows = bench_models.pixel_rejection_rows(quick=True)
     assert len(rows) == 4 and len({r["case"] for r in rows}) == 2

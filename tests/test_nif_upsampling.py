@@ -1,4 +1,4 @@
-"""mfkernels.nif: the block matrices of an upsampling layer reproduce torch's transposed convolution and
+"""mfkernels.flows.nif_layout: the block matrices of an upsampling layer reproduce torch's transposed convolution and
 nearest-neighbour upsampling, the pixel permutation round-trips, and nif_block on those blocks equals
 the dense layer."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mfkernels import nif
+from mfkernels.flows import nif_layout as nif
 from mfkernels.ops import nif_block
 
 

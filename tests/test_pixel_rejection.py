@@ -6,9 +6,8 @@ import torch
 from test_flows import randomise
 from test_models import _dense_latent_log_density
 
-from mfkernels import penalties
 from mfkernels.data.clutter import SquareWithClutter
-from mfkernels.models import build_model
+from mfkernels.models import build_model, penalties
 from mfkernels.training import fit
 
 D64 = torch.float64

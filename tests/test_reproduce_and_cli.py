@@ -86,7 +86,7 @@ def test_train_and_eval_on_the_chart_and_clutter_sets(model, data, options, data
 
 
 def cli_options(pairs):
-    from mfkernels.commands import parse_options
+    from mfkernels.cli.commands import parse_options
 
     return parse_options(pairs)
 

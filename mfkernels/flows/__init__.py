@@ -17,9 +17,9 @@ from .conformal import ChartConformalMaps
 from .coupling import AffineCoupling, MaskedCoupling, RQSplineCoupling, alternating_mask
 from .elementwise import ElementwiseRQSpline
 from .flow import Flow, standard_normal_log_prob
+from .gaussian_nif import GaussianNIF
 from .linear import LULinear
 from .multiscale import MultiScaleFlow, glow_step
-from .nif import GaussianNIF
 from .normalization import ActNorm
 from .permutation import Permutation
 from .reshape import Squeeze

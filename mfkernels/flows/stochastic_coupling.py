@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from .conditioners import MLP
 from .flow import standard_normal_log_prob
-from .nif import GaussianNIF
+from .gaussian_nif import GaussianNIF
 
 
 class StochasticCoupling(nn.Module):

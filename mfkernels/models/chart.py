@@ -1,6 +1,6 @@
 """Chart (atlas) flows (paper 004): a data manifold of any topology covered by K overlapping charts.
 
-- Chart centres v_k and regions U_k from a vector-quantised autoencoder (`mfkernels.vq`), trained for
+- Chart centres v_k and regions U_k from a vector-quantised autoencoder (`mfkernels.models.vq`), trained for
   the first `vq_steps` steps and frozen after.
 - Chart maps g_k = c_k ∘ h_k⁻¹: h_k a flow on R^d conditioned on v_k (its context), c_k a conformal
   dimension-raising map (`flows.ChartConformalMaps`: affine frame + special conformal map, JᵀJ = λ²I);
@@ -29,8 +29,8 @@ from torch import Tensor, nn
 
 from ..flows import ChartConformalMaps, rq_spline_flow, standard_normal_log_prob
 from ..ops import cannot_read_values
-from ..vq import VQAutoencoder, chart_membership
 from .base import Model, ModelConfig, seeded
+from .vq import VQAutoencoder, chart_membership
 
 
 @dataclasses.dataclass

@@ -27,8 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from ..flows import RQSplineCoupling
-from ..penalties import penalty
 from .base import ModelConfig, seeded
+from .penalties import penalty
 from .split_flow import SplitFlowModel
 
 

@@ -8,9 +8,9 @@ from ._registry import OpSpec, all_ops, get_op
 from .coupling import affine_coupling
 from .gram import gram_logdet
 from .lowrank_gaussian import lowrank_gaussian_log_prob
-from .nif import nif_block, nif_sample_posterior
+from .nif_block import nif_block, nif_sample_posterior
+from .rq_spline import rq_spline
 from .spectrum import intrinsic_dimension, spectrum
-from .spline import rq_spline
 from .tril_gaussian import tril_gaussian_log_prob
 
 _register_autocast_kernels(

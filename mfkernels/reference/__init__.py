@@ -7,8 +7,8 @@ tensor arguments as its op and returns the same values (up to floating point) on
 from .coupling import affine_coupling
 from .gram import gram_logdet
 from .lowrank_gaussian import lowrank_gaussian_log_prob
-from .nif import nif_block
-from .spline import rq_spline
+from .nif_block import nif_block
+from .rq_spline import rq_spline
 from .tril_gaussian import tril_gaussian_log_prob
 
 __all__ = [

@@ -14,8 +14,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from . import flows, ops, reference
-from .training import make_adam
+from .. import flows, ops, reference
+from ..training import make_adam
 
 FEATURES, LAYERS, BINS, HIDDEN, TAIL_BOUND = 64, 8, 8, 128, 3.0
 

@@ -3,7 +3,7 @@ baseline in the same run:
 
 1. The exact Gram density of M-flow (paper 000 eq. 16) for a batch of points through an 8-layer RQ
    spline generator: mfkernels (batched forward tangents + ops.gram_logdet, `manifold_log_prob`) vs
-   torch.autograd.functional.jacobian per point + slogdet (metrics.time_gram_density), at D = 64,
+   torch.autograd.functional.jacobian per point + slogdet (gram_timing.time_gram_density), at D = 64,
    d = 8 and on the thin spiral's D = 2, d = 1. The two results are compared as well.
 2. DNF training throughput (steps/s): our DNF vs the same architecture with nflows' layers
    (PiecewiseRationalQuadraticCouplingTransform, LULinear, PiecewiseRationalQuadraticCDF) around the
@@ -21,10 +21,10 @@ import copy
 
 import torch
 
-from . import flows, reference
-from .bench_flows import interleaved_step_ms
-from .metrics import time_gram_density
-from .models import build_model
+from .. import flows, reference
+from ..models import build_model
+from .flows import interleaved_step_ms
+from .gram_timing import time_gram_density
 
 GRAM_CASES = [  # (D, d, hidden, points, points in quick mode)
     (64, 8, 128, 500, 20),
@@ -135,7 +135,7 @@ def dnf_training_rows(device: str = "cpu", quick: bool = False, seed: int = 0) -
 
 def _spread_twin(model):
     """The same SpreadFlow (weights copied) with autograd twin couplings and a MultivariateNormal prior."""
-    from .models import SpreadFlow
+    from ..models import SpreadFlow
 
     class SpreadTwin(SpreadFlow):
         def prior_log_prob(self, z):
@@ -156,7 +156,7 @@ def _model_loss(model, x):
 
 
 def spread_training_rows(device: str = "cpu", quick: bool = False, seed: int = 0) -> list[dict]:
-    from .data.spread import FadingSquare
+    from ..data.spread import FadingSquare
 
     steps, batch = (5 if quick else 20), 100
     data, _ = FadingSquare().sample(batch * steps, torch.Generator().manual_seed(seed))
@@ -189,7 +189,7 @@ def _nif_dense_twins(model):
 
 
 def nif_training_rows(device: str = "cpu", quick: bool = False, seed: int = 0) -> list[dict]:
-    from .data.digits import Digits
+    from ..data.digits import Digits
 
     steps, batch = (5 if quick else 15), 100  # the 1500 training images
     data, _ = Digits(seed=seed).sample(batch * steps, torch.Generator().manual_seed(seed))
@@ -228,7 +228,7 @@ def pixel_rejection_rows(device: str = "cpu", quick: bool = False, seed: int = 0
     """What the reconstruction pass costs in a PR training step (NLL + Huber penalty vs the NLL alone),
     and what reusing the forward pass's conditioner output in it saves (possible for one layer only:
     a last coupling v -> v' conditioned on u, `manifold_coupling=True`)."""
-    from .data.clutter import SquareWithClutter
+    from ..data.clutter import SquareWithClutter
 
     steps, batch = (5 if quick else 20), 100
     data = SquareWithClutter(size=12, square=4).sample(batch * steps, torch.Generator().manual_seed(seed))[0]

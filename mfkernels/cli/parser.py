@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from . import reproduce
+from .. import reproduce
 
 
 def _info(args) -> int:
@@ -18,7 +18,7 @@ def _info(args) -> int:
 
 
 def _bench(args) -> int:
-    from . import bench
+    from .. import bench
 
     try:
         report = bench.run(ops=args.ops, device=args.device, dtype=args.dtype, quick=args.quick,
@@ -28,15 +28,11 @@ def _bench(args) -> int:
         return 2
     print(bench.format_table(report))
     if args.flows:
-        from . import bench_flows
-
-        report["flow_steps"] = bench_flows.run(device=args.device, steps_per_epoch=5 if args.quick else 20)
-        print("\n" + bench_flows.format_table(report["flow_steps"]))
+        report["flow_steps"] = bench.flows.run(device=args.device, steps_per_epoch=5 if args.quick else 20)
+        print("\n" + bench.flows.format_table(report["flow_steps"]))
     if args.models:
-        from . import bench_models
-
-        report["models"] = bench_models.run(device=args.device, quick=args.quick, seed=args.seed)
-        print("\n" + bench_models.format_table(report["models"]))
+        report["models"] = bench.models.run(device=args.device, quick=args.quick, seed=args.seed)
+        print("\n" + bench.models.format_table(report["models"]))
     if args.json:
         bench.write_json(report, args.json)
         print(f"\nwrote {args.json}")
@@ -71,11 +67,11 @@ def _sample(args) -> int:
 
 
 def _reproduce(args) -> int:
-    from .reproduce import EXPERIMENTS
+    from ..reproduce import EXPERIMENTS
 
     out = args.out or args.experiment
     if args.seeds is not None:
-        from .reproduce.seeds import parse_seeds, run_seeds
+        from ..reproduce.seeds import parse_seeds, run_seeds
 
         summary = run_seeds(EXPERIMENTS[args.experiment], args.experiment, out, parse_seeds(args.seeds),
                             args.quick, args.device)
@@ -109,8 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.set_defaults(func=_bench)
 
-    from .data import DATASETS
-    from .models import MODELS
+    from ..data import DATASETS
+    from ..models import MODELS
 
     p = sub.add_parser("train", help="train a model on a generated data set (checkpoints, metrics, --resume)")
     p.add_argument("model", choices=sorted(MODELS))

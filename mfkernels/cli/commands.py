@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
-from . import metrics
-from .data import make_dataset, sample_points
-from .models import MODELS, build_model
-from .training import TrainConfig, fit, model_from_checkpoint
+from .. import metrics
+from ..data import make_dataset, sample_points
+from ..models import MODELS, build_model
+from ..training import TrainConfig, fit, model_from_checkpoint
 
 TEST_SEED_OFFSET = 1_000_003  # test data: same data set, an independent seed
 

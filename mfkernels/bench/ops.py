@@ -24,9 +24,10 @@ import torch
 from torch.utils.benchmark import Timer
 from tqdm import tqdm
 
-from . import _extension, info
-from ._version import __version__
-from .ops import all_ops, get_op
+from .. import _extension
+from .._version import __version__
+from ..cli import info
+from ..ops import all_ops, get_op
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

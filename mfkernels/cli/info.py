@@ -7,8 +7,8 @@ import platform
 
 import torch
 
-from . import _extension
-from ._version import __version__
+from .. import _extension
+from .._version import __version__
 
 # Columns of the kernel table: dispatch key -> header. FuncTorchBatched holds the vmap rules.
 DISPATCH_KEYS = {"CPU": "CPU", "CUDA": "CUDA", "Meta": "Meta", "Autograd": "Autograd",

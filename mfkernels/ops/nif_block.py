@@ -1,6 +1,6 @@
 """Gaussian NIF layer with block-diagonal A (paper 001: noisy injective flows; closed-form marginal
 eq 41, manifold term eq 9, stochastic-inverse mean eq 42), for A that is block-diagonal after a pixel
-permutation, e.g. nearest-neighbour upsampling of a c-channel latent image (see `mfkernels.nif`).
+permutation, e.g. nearest-neighbour upsampling of a c-channel latent image (see `mfkernels.flows.nif_layout`).
 
 `nif_block(x, A, b, log_sigma)` evaluates all four quantities for P blocks at once; the compiled
 driver (csrc/ops/nif_block.cpp) factors each block's c x c precision once per call, shares it over the

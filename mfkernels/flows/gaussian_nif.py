@@ -14,7 +14,7 @@ and learnable, A of full column rank, dim z ≤ dim x. Every quantity of the lay
 Two forms share this code. Dense (`GaussianNIF(features, latent_features)`): one N × M matrix, i.e.
 one block. Block (`GaussianNIF.upsampling(...)`): nearest-neighbour-style upsampling of a c-channel
 latent image by a factor f to a C-channel image (appendix A.6), A block-diagonal after the pixel
-permutation of `mfkernels.nif` with P = h w blocks of size (C f²) × c, Λ block-diagonal, cost O(dim z).
+permutation of `flows.nif_layout` with P = h w blocks of size (C f²) × c, Λ block-diagonal, cost O(dim z).
 Vectors in and out are always flat: x (B, C·fh·fw) in channel-major image order, z (B, c·h·w).
 """
 
@@ -25,8 +25,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .. import nif as layout
 from .. import ops
+from . import nif_layout as layout
 
 
 class GaussianNIF(nn.Module):
