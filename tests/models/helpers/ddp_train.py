@@ -1,4 +1,4 @@
-"""Run under torchrun by tests/test_training.py: a few DDP steps of a DNF, then each rank saves its
+"""Run under torchrun by tests/models/test_training.py: a few DDP steps of a DNF, then each rank saves its
 parameters (and rank 0 the index of every sample it saw in step 0) to OUT/rank{R}.pt."""
 
 import os

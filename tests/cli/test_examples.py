@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="the examples draw with matplotlib (in the 'test' extra)")
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "python").glob("*.py"))
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "python").glob("*.py"))
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
