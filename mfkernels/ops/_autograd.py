@@ -5,8 +5,8 @@ grad (torch 2.13: "Unsupported custom jvp"), yet forward-mode AD needs that `jvp
 Compiled graphs never run forward-mode AD, so under torch.compile the same Function minus its
 `jvp` is used; everything else (forward, backward, vmap rule) is shared.
 
-In plain eager mode `Function.apply` spends ~70 us per call binding default arguments with
-`inspect.signature`, more than a small coupling layer's whole kernel. Our callers always pass every
+In plain eager mode `Function.apply` binds default arguments with `inspect.signature` on every call,
+which costs more than a small coupling layer's whole kernel. Our callers always pass every
 argument positionally, so there the C++ apply is called directly (after the same dead-wrapper
 unwrapping torch does); under functorch transforms the public path is kept.
 

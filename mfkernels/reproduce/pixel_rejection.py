@@ -73,8 +73,8 @@ class Settings:
 
 def settings(quick: bool) -> Settings:
     """The full run uses the paper's backbone: a multi-scale Glow flow on the images (a hierarchical
-    model's later blocks act on vectors: RealNVP there), 2000 steps per model (about 0.1 s a step on
-    2 cores: 15 trainings with the δ sweep and the digits); the quick run the spline couplings."""
+    model's later blocks act on vectors: RealNVP there), 2000 steps per model (15 trainings with
+    the δ sweep and the digits); the quick run the spline couplings."""
     # lr 1e-3 with Glow (its paper's rate): at 2e-3 PR-M's couplings compounded their shifts level by
     # level after 700 steps (activations 1e6 at the last level) and the loss went to 1e22
     return Settings(steps=500) if quick else Settings(steps=2000, lr=1e-3, size=16, square=5, backbone="glow",
