@@ -23,6 +23,29 @@ def dense_jacobian(flow, x: torch.Tensor, context: torch.Tensor | None = None) -
     return jac.reshape(x.numel(), x.numel())
 
 
+def check_inverse_and_dense_logdet(flow, x, context, tol: float = 1e-10):
+    """flow.inverse undoes flow and −logabsdet is its log-det; each row's logabsdet is slogdet of the
+    dense Jacobian. Returns (z, logabsdet)."""
+    z, logabsdet = flow(x, context)
+    x_back, inverse_logabsdet = flow.inverse(z, context)
+    torch.testing.assert_close(x_back, x, rtol=tol, atol=tol)
+    torch.testing.assert_close(inverse_logabsdet, -logabsdet)
+    for b in range(len(x)):
+        ctx = None if context is None else context[b : b + 1]
+        jac = dense_jacobian(flow, x[b], ctx)
+        torch.testing.assert_close(logabsdet[b], torch.linalg.slogdet(jac).logabsdet)
+    return z, logabsdet
+
+
+def check_same_maps(ours, theirs, x, tol: float = 1e-10):
+    """Two layers with the same parameters give the same outputs and log-dets, forward and inverse."""
+    for inverse in (False, True):
+        a = ours.inverse(x) if inverse else ours(x)
+        b = theirs.inverse(x) if inverse else theirs(x)
+        for u, v in zip(a, b):
+            torch.testing.assert_close(u, v, rtol=tol, atol=tol)
+
+
 def stack(features: int, context_features: int = 0) -> flows.Sequential:
     layers = []
     for i, mode in enumerate(["exp", "softclamp", "sigmoid", "volume_preserving"]):
@@ -41,14 +64,7 @@ def test_stack_is_invertible_and_logabsdet_matches_dense_jacobian(context_featur
     randomise(flow, gen)
     x = torch.randn(7, features, dtype=torch.float64, generator=gen)
     context = torch.randn(7, context_features, dtype=torch.float64, generator=gen) if context_features else None
-    z, logabsdet = flow(x, context)
-    x_back, inverse_logabsdet = flow.inverse(z, context)
-    torch.testing.assert_close(x_back, x, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(inverse_logabsdet, -logabsdet)
-    for b in range(7):
-        ctx = None if context is None else context[b : b + 1]
-        jac = dense_jacobian(flow, x[b], ctx)
-        torch.testing.assert_close(logabsdet[b], torch.linalg.slogdet(jac).logabsdet)
+    check_inverse_and_dense_logdet(flow, x, context)
 
 
 def test_coupling_starts_as_identity_and_uses_the_context(gen):
@@ -253,16 +269,12 @@ def test_rq_spline_coupling_stack_invertible_dense_jacobian_and_jvp(context_feat
     randomise(flow, gen, scale=0.5)
     x = 1.5 * torch.randn(6, features, dtype=torch.float64, generator=gen)  # some inputs in the linear tails
     context = torch.randn(6, context_features, dtype=torch.float64, generator=gen) if context_features else None
-    z, logabsdet = flow(x, context)
-    x_back, inverse_logabsdet = flow.inverse(z, context)
     # three stacked splines with random parameters reach slopes near min_derivative, where the
     # inverse amplifies rounding ~1e3-fold: 1e-8 rather than the single op's 1e-10
-    torch.testing.assert_close(x_back, x, rtol=1e-8, atol=1e-8)
-    torch.testing.assert_close(inverse_logabsdet, -logabsdet)
+    z, logabsdet = check_inverse_and_dense_logdet(flow, x, context, tol=1e-8)
     for b in range(6):
         ctx = None if context is None else context[b : b + 1]
         jac = dense_jacobian(flow, x[b], ctx)
-        torch.testing.assert_close(logabsdet[b], torch.linalg.slogdet(jac).logabsdet)
         jac_fwd = torch.func.jacfwd(lambda v: flow.inverse(v.unsqueeze(0), ctx)[0][0])(z[b])
         torch.testing.assert_close(jac_fwd, torch.linalg.inv(jac), rtol=1e-8, atol=1e-8)
 
@@ -275,12 +287,7 @@ def test_rq_spline_coupling_equals_the_nflows_spline_layer(gen):
     theirs = flows.RQSplineCoupling(6, num_bins=8, tail_bound=3.0, hidden_features=16,
                                     spline_fn=nflows_rq.unconstrained_rational_quadratic_spline).double()
     theirs.load_state_dict(ours.state_dict())
-    x = 2 * torch.randn(50, 6, dtype=torch.float64, generator=gen)
-    for inverse in (False, True):
-        a = ours.inverse(x) if inverse else ours(x)
-        b = theirs.inverse(x) if inverse else theirs(x)
-        for u, v in zip(a, b):
-            torch.testing.assert_close(u, v, rtol=1e-10, atol=1e-10)
+    check_same_maps(ours, theirs, 2 * torch.randn(50, 6, dtype=torch.float64, generator=gen))
 
 
 def test_elementwise_spline_with_a_context_and_the_realnvp_builder(gen):
