@@ -8,6 +8,8 @@ paper 003's volume-preserving coupling, logabsdet 0).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -18,6 +20,7 @@ def affine_coupling(
     inverse: bool = False,
 ) -> tuple[Tensor, Tensor]:
     shape = torch.broadcast_shapes(x.shape, shift.shape, scale.shape)
+    per_sample = math.prod(shape[1:])  # explicit, so that a batch of 0 still has a known row length
     s = scale.expand(shape)
     if mode == "exp":
         a = s
@@ -26,11 +29,11 @@ def affine_coupling(
     elif mode == "sigmoid":
         a = F.logsigmoid(s + 2)
     elif mode == "volume_preserving":
-        a = s - s.reshape(shape[0], -1).mean(1).reshape((shape[0],) + (1,) * (len(shape) - 1))
+        a = s - s.reshape(shape[0], per_sample).mean(1).reshape((shape[0],) + (1,) * (len(shape) - 1))
     else:
         raise ValueError(f"unknown mode {mode!r}")
     y = (x - shift) * torch.exp(-a) if inverse else x * torch.exp(a) + shift
-    logabsdet = a.reshape(shape[0], -1).sum(1)
+    logabsdet = a.reshape(shape[0], per_sample).sum(1)
     if mode == "volume_preserving":
         logabsdet = torch.zeros_like(logabsdet)
     return y, (-logabsdet if inverse else logabsdet)

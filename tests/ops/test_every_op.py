@@ -1,0 +1,116 @@
+"""The checklist every registered op passes, written once: for each op in the registry
+(`mfkernels.ops.all_ops()`, inputs from its `make_inputs`), on every device and in float32 and float64,
+the op agrees with its reference twin at batch 0, 1 and 3, on non-contiguous inputs, in its gradients
+(and fp64 gradcheck with forward AD), under `torch.func.jvp` and under `torch.func.vmap`. Each op's own
+file keeps what is particular to it: closed forms, independent oracles (dense linear algebra, nflows,
+torch.distributions), its options, its NaN policy, its errors, opcheck of its kernels, torch.compile."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from mfkernels import ops
+
+# a small input shape per op, batch first (the batch size is replaced by 0, 1 and 3)
+TEST_SHAPES = {
+    "affine_coupling": (3, 7),
+    "gram_logdet": (3, 6, 2),
+    "lowrank_gaussian_log_prob": (3, 6, 2),
+    "nif_block": (3, 4, 3, 2),
+    "rq_spline": (3, 5, 4),
+    "tril_gaussian_log_prob": (3, 5),
+}
+NAMES = list(ops.all_ops())
+DTYPES = [torch.float32, torch.float64]
+TOLERANCES = {torch.float32: dict(rtol=2e-4, atol=2e-4), torch.float64: dict(rtol=1e-9, atol=1e-9)}
+
+
+def test_every_registered_op_has_a_test_shape():
+    assert set(NAMES) == set(TEST_SHAPES), "add the new op's small shape to TEST_SHAPES"
+
+
+def make(name, batch, dtype, device, seed=0):
+    """Fresh leaf inputs (requiring grad where floating) for `batch` samples."""
+    spec = ops.get_op(name)
+    shape = (batch, *TEST_SHAPES[name][1:])
+    inputs = spec.make_inputs(shape, dtype, device, torch.Generator().manual_seed(seed))
+    return tuple(t.detach().clone().requires_grad_(t.is_floating_point()) for t in inputs)
+
+
+def outputs(result):
+    return result if isinstance(result, tuple) else (result,)
+
+
+def weighted_total(result, weights):
+    return sum((o * w).sum() for o, w in zip(outputs(result), weights))
+
+
+@pytest.mark.parametrize("batch", [0, 1, 3])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("name", NAMES)
+def test_values_and_gradients_match_the_twin(name, dtype, batch, device):
+    spec = ops.get_op(name)
+    inputs = make(name, batch, dtype, device)
+    ours, twin = outputs(spec.op(*inputs)), outputs(spec.reference(*inputs))
+    assert len(ours) == len(twin)
+    for a, b in zip(ours, twin):
+        assert a.shape == b.shape and a.dtype == b.dtype and a.device == b.device
+        torch.testing.assert_close(a, b, **TOLERANCES[dtype])
+    weights = [torch.randn(o.shape, dtype=dtype, generator=torch.Generator().manual_seed(1)).to(device) for o in ours]
+    grads = torch.autograd.grad(weighted_total(spec.op(*inputs), weights), inputs, allow_unused=True)
+    grads_twin = torch.autograd.grad(weighted_total(spec.reference(*inputs), weights), inputs, allow_unused=True)
+    for x, g, g_twin in zip(inputs, grads, grads_twin):
+        g = torch.zeros_like(x) if g is None else g
+        g_twin = torch.zeros_like(x) if g_twin is None else g_twin
+        assert g.shape == x.shape
+        torch.testing.assert_close(g, g_twin, **TOLERANCES[dtype])
+
+
+def _strided(t):
+    """The same values in a non-contiguous tensor (every other element of a buffer twice as long)."""
+    if t.dim() == 0:
+        return t
+    buffer = torch.zeros(*t.shape[:-1], 2 * t.shape[-1], dtype=t.dtype, device=t.device)
+    buffer[..., ::2] = t.detach()
+    return buffer[..., ::2].requires_grad_(t.requires_grad)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_non_contiguous_inputs(name, device):
+    spec = ops.get_op(name)
+    inputs = make(name, 3, torch.float64, device)
+    strided = tuple(_strided(t) for t in inputs)
+    assert any(not t.is_contiguous() for t in strided)
+    for a, b in zip(outputs(spec.op(*strided)), outputs(spec.op(*inputs))):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradcheck_float64_with_forward_ad(name, device):
+    spec = ops.get_op(name)
+    inputs = make(name, 2, torch.float64, device)
+    assert torch.autograd.gradcheck(spec.op, inputs, check_forward_ad=True, check_batched_grad=False)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_jvp_and_vmap_match_the_twin(name, device):
+    spec = ops.get_op(name)
+    inputs = tuple(t.detach() for t in make(name, 3, torch.float64, device))
+    g = torch.Generator().manual_seed(2)
+    tangents = tuple(torch.randn(t.shape, dtype=t.dtype, generator=g).to(device) for t in inputs)
+    _, ours = torch.func.jvp(spec.op, inputs, tangents)
+    _, twin = torch.func.jvp(spec.reference, inputs, tangents)
+    for a, b in zip(outputs(ours), outputs(twin)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+    # vmap over a new leading dimension of the first input (the data), the rest shared
+    stacked = torch.stack([inputs[0], 2 * inputs[0], -inputs[0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no slow per-sample fallback
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        mapped = torch.func.vmap(lambda first: spec.op(first, *inputs[1:]))(stacked)
+    looped = [outputs(spec.reference(first, *inputs[1:])) for first in stacked]
+    for k, a in enumerate(outputs(mapped)):
+        torch.testing.assert_close(a, torch.stack([row[k] for row in looped]), rtol=1e-9, atol=1e-9)
