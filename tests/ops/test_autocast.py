@@ -4,18 +4,11 @@ half-precision leaves in their own dtype; a DNF training step runs with bfloat16
 
 import pytest
 import torch
+from small_shapes import SMALL
 
 from mfkernels.models import build_model
 from mfkernels.ops import all_ops, intrinsic_dimension, spectrum
 
-SMALL = {  # a small shape per registered op (make_inputs' shape convention)
-    "affine_coupling": (5, 37),
-    "gram_logdet": (3, 20, 5),
-    "lowrank_gaussian_log_prob": (6, 9, 3),
-    "nif_block": (3, 4, 6, 2),
-    "rq_spline": (5, 7, 8),
-    "tril_gaussian_log_prob": (4, 6),
-}
 AUTOCAST_DTYPE = {"cpu": torch.bfloat16, "cuda": torch.float16}
 
 

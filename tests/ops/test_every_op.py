@@ -11,18 +11,12 @@ import warnings
 
 import pytest
 import torch
+from small_shapes import SMALL
 
 from mfkernels import ops
 
-# a small input shape per op, batch first (the batch size is replaced by 0, 1 and 3)
-TEST_SHAPES = {
-    "affine_coupling": (3, 7),
-    "gram_logdet": (3, 6, 2),
-    "lowrank_gaussian_log_prob": (3, 6, 2),
-    "nif_block": (3, 4, 3, 2),
-    "rq_spline": (3, 5, 4),
-    "tril_gaussian_log_prob": (3, 5),
-}
+# the batch size of these shapes is replaced by 0, 1 and 3
+TEST_SHAPES = SMALL
 NAMES = list(ops.all_ops())
 DTYPES = [torch.float32, torch.float64]
 TOLERANCES = {torch.float32: dict(rtol=2e-4, atol=2e-4), torch.float64: dict(rtol=1e-9, atol=1e-9)}
