@@ -83,7 +83,7 @@ def run(out_dir: str | Path = "nif-digits", quick: bool = False, seed: int = 0, 
         results["models"]["nif"]["test_bpd"] - results["models"]["standard"]["test_bpd"]
     )
     (out / "metrics.json").write_text(json.dumps(results, indent=2))
-    _plot(out / "samples.png", grids, digits.to_images(test[:8]))
+    _plot(out / "samples.png", grids, digits.to_images(test[:8]), plot_title(results))
     return results
 
 
@@ -101,7 +101,13 @@ def _samples(name: str, model, digits: Digits, seed: int, n: int = 8) -> dict[st
     return rows
 
 
-def _plot(path: Path, grids: dict[str, torch.Tensor], data: torch.Tensor) -> None:
+def plot_title(results: dict[str, Any]) -> str:
+    m = results["models"]
+    return (f"test bits/dim: flow {m['standard']['test_bpd']:.3f}, NIF {m['nif']['test_bpd']:.3f} (lower is better); "
+            "s = 0 samples on the NIF's manifold")
+
+
+def _plot(path: Path, grids: dict[str, torch.Tensor], data: torch.Tensor, title: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,5 +122,7 @@ def _plot(path: Path, grids: dict[str, torch.Tensor], data: torch.Tensor) -> Non
             ax.set_xticks([])
             ax.set_yticks([])
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.savefig(path, dpi=110)
     plt.close(fig)
