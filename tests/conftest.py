@@ -1,10 +1,18 @@
 """Shared fixtures: every op test runs on CPU and, where torch sees a GPU and mfkernels was built
 with CUDA kernels, on CUDA too (skipped, never failed, otherwise)."""
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 import mfkernels
+
+# Test modules share helpers across the layer folders (e.g. tests/models uses test_flows.randomise);
+# with every folder on the path any selection of tests imports them, not only a whole-suite run.
+for _folder in ("ops", "flows", "models", "cli"):
+    sys.path.insert(0, str(Path(__file__).parent / _folder))
 
 
 def _cuda_usable() -> bool:
