@@ -69,9 +69,12 @@ def coverage(held_out: Tensor, samples: Tensor, radius: float, batch_size: int =
                          f"{tuple(held_out.shape)} and {tuple(samples.shape)}")
     if not radius > 0:
         raise ValueError(f"coverage: 'radius' must be > 0, got {radius}")
+    if len(held_out) == 0 or not bool(held_out.isfinite().all()):
+        raise ValueError(f"coverage: 'held_out' must hold at least one point and only finite values, got "
+                         f"shape {tuple(held_out.shape)}")
     samples = samples.detach().double().cpu()
     samples = samples[samples.isfinite().all(1)]
-    if len(samples) == 0 or len(held_out) == 0:
+    if len(samples) == 0:
         return {"radius": radius, "recall": 0.0, "mean": math.inf, "median": math.inf, "q90": math.inf}
     nearest = torch.cat([torch.cdist(chunk, samples).min(1).values
                          for chunk in held_out.detach().double().cpu().split(batch_size)])

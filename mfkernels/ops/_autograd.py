@@ -26,8 +26,18 @@ import torch
 PUBLIC_APPLY_VARIABLE = "MFKERNELS_PUBLIC_APPLY"
 
 
+def _public_apply_forced() -> bool:
+    value = os.environ.get(PUBLIC_APPLY_VARIABLE, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"environment variable {PUBLIC_APPLY_VARIABLE} must be 1/true/yes/on or 0/false/no/off "
+                     f"(or unset), got {value!r}")
+
+
 def _direct_apply_available() -> bool:
-    if os.environ.get(PUBLIC_APPLY_VARIABLE, "").strip() not in ("", "0"):
+    if _public_apply_forced():
         return False
     try:  # torch internals behind Function.apply; without them every call takes the public path
         from torch._functorch.utils import unwrap_dead_wrappers  # noqa: F401

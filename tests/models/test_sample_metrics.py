@@ -43,6 +43,10 @@ def test_coverage_ignores_nonfinite_samples_and_rejects_bad_input(gen):
         metrics.coverage(held_out, torch.randn(4, 3), 1.0)
     with pytest.raises(ValueError, match="radius"):
         metrics.coverage(held_out, samples, 0.0)
+    with pytest.raises(ValueError, match="held_out"):
+        metrics.coverage(torch.full((2, 2), math.nan), samples, 1.0)
+    with pytest.raises(ValueError, match="held_out"):
+        metrics.coverage(held_out[:0], samples, 1.0)
 
 
 def test_ks_two_sample_matches_scipy(gen):

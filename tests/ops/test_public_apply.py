@@ -39,7 +39,15 @@ def test_public_apply_switch_gives_the_same_numbers(tmp_path):
     fast, public = _run(tmp_path, "fast", None), _run(tmp_path, "public", "1")
     assert fast["direct"] is True and public["direct"] is False
     assert _run(tmp_path, "zero", "0")["direct"] is True  # "0" means off, as an unset variable
+    assert _run(tmp_path, "false", "False")["direct"] is True
     torch.testing.assert_close(public["y"], fast["y"], rtol=0, atol=0)
     for a, b in zip(public["grads"], fast["grads"]):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     torch.testing.assert_close(public["tangent"], fast["tangent"], rtol=0, atol=0)
+
+
+def test_an_unknown_switch_value_is_a_clear_error():
+    env = {**os.environ, _autograd.PUBLIC_APPLY_VARIABLE: "maybe"}
+    done = subprocess.run([sys.executable, "-c", "import mfkernels"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode != 0 and "MFKERNELS_PUBLIC_APPLY must be" in done.stderr
