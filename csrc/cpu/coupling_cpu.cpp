@@ -1,5 +1,6 @@
 // CPU kernels of the affine coupling family (math in math/coupling.h): one fused pass per row
 // (two for volume_preserving, whose row mean comes first), rows in parallel.
+#include "../common/dual.h"
 #include "../math/coupling.h"
 #include "../ops/coupling_kernels.h"
 
@@ -105,6 +106,34 @@ std::tuple<at::Tensor, at::Tensor> affine_tangent_cpu(const at::Tensor& x, const
     });
   });
   return {out_dot, logabsdet_dot};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> affine_backward_dual_cpu(const at::Tensor& grad_out,
+                                                                        const at::Tensor& grad_logabsdet,
+                                                                        const at::Tensor& x, const at::Tensor& t,
+                                                                        const at::Tensor& s, const at::Tensor& mean,
+                                                                        AffineOptions o) {
+  const int64_t B = x.size(0), n = x.size(1);
+  at::Tensor gx = at::empty_like(x), gt = at::empty_like(x), gs = at::empty_like(x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mfkernels::affine_coupling_backward_jvp (cpu)", [&] {
+    using D = Dual<scalar_t>;
+    auto in_ptr = [](const at::Tensor& v) { return reinterpret_cast<const D*>(v.const_data_ptr<scalar_t>()); };
+    auto out_ptr = [](at::Tensor& v) { return reinterpret_cast<D*>(v.mutable_data_ptr<scalar_t>()); };
+    const D *gp = in_ptr(grad_out), *glp = in_ptr(grad_logabsdet), *xp = in_ptr(x), *tp = in_ptr(t), *sp = in_ptr(s),
+            *mp = in_ptr(mean);
+    D *gxp = out_ptr(gx), *gtp = out_ptr(gt), *gsp = out_ptr(gs);
+    const D clamp(static_cast<scalar_t>(o.clamp));
+    at::parallel_for(0, B, grain_for(n), [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t r = b * n;
+        MFK_WITH_AFFINE_MODE(o.mode, kMode,
+                             affine_backward<kMode>(gp + r, glp[b], xp + r, tp + r, sp + r, gxp + r, gtp + r, gsp + r,
+                                                    n, clamp, mp[b], o.inverse, 0, 1);
+                             break)
+      }
+    });
+  });
+  return {gx, gt, gs};
 }
 
 }  // namespace coupling

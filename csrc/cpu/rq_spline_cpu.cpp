@@ -5,6 +5,7 @@
 // AVX2 instruction). gcc 12 vectorises most of these loops, but not the float bin-scan loop ("control
 // flow in loop"); this form still measured faster than a plain per-element loop. The GPU composes the
 // same step functions per element.
+#include "../common/dual.h"
 #include "../math/rq_spline_config.h"
 #include "../ops/rq_spline_kernels.h"
 
@@ -270,6 +271,32 @@ std::tuple<at::Tensor, at::Tensor> rq_forward_cpu(const at::Tensor& inputs, cons
   return {out, logabsdet};
 }
 
+namespace {
+
+// The backward over all N elements in chunks; T is the scalar type, or Dual<scalar_t> for the
+// second-order kernel (the same steps on dual numbers: each softmax exp still computed once per bin).
+template <typename T>
+void backward_elements(int64_t N, int64_t K, int64_t Kd, const SplineConfig<T>& c, bool inverse, bool linear,
+                       const T* go, const T* gl, const T* in, const T* w, const T* h, const T* d, T* gi, T* gw, T* gh,
+                       T* gd) {
+  for_each_chunk<T>(N, 2 * (2 * K + Kd), [&](int64_t c0, int64_t n, T* cols, Lanes<T>& L) {
+    T *cw = cols, *ch = cw + K * kChunk, *cd = ch + K * kChunk;
+    T *cgw = cd + Kd * kChunk, *cgh = cgw + K * kChunk, *cgd = cgh + K * kChunk;
+    to_columns(w + c0 * K, K, n, cw);
+    to_columns(h + c0 * K, K, n, ch);
+    to_columns(d + c0 * Kd, Kd, n, cd);
+    MFK_WITH_SPLINE_VARIANT(inverse, linear, kInv, kLin,
+                            locate_chunk<kInv, kLin>(n, in + c0, cw, ch, cd, c, L);
+                            backward_chunk<kInv, kLin>(n, go + c0, gl + c0, in + c0, cw, ch, c, L, gi + c0, cgw,
+                                                       cgh, cgd))
+    from_columns(cgw, K, n, gw + c0 * K);
+    from_columns(cgh, K, n, gh + c0 * K);
+    from_columns(cgd, Kd, n, gd + c0 * Kd);
+  });
+}
+
+}  // namespace
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rq_backward_cpu(
     const at::Tensor& grad_out, const at::Tensor& grad_logabsdet, const at::Tensor& inputs, const at::Tensor& uw,
     const at::Tensor& uh, const at::Tensor& ud, SplineOptions o) {
@@ -278,26 +305,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rq_backward_cpu(
   const int64_t N = inputs.numel(), K = uw.size(-1), Kd = ud.size(-1);
   AT_DISPATCH_FLOATING_TYPES(inputs.scalar_type(), "mfkernels::rq_spline_backward (cpu)", [&] {
     using T = scalar_t;
-    const SplineConfig<T> c = make_config<T>(o, K, Kd);
-    const T *go = grad_out.const_data_ptr<T>(), *gl = grad_logabsdet.const_data_ptr<T>(),
-            *in = inputs.const_data_ptr<T>(), *w = uw.const_data_ptr<T>(), *h = uh.const_data_ptr<T>(),
-            *d = ud.const_data_ptr<T>();
-    T *gi = g_in.mutable_data_ptr<T>(), *gw = g_w.mutable_data_ptr<T>(), *gh = g_h.mutable_data_ptr<T>(),
-      *gd = g_d.mutable_data_ptr<T>();
-    for_each_chunk<T>(N, 2 * (2 * K + Kd), [&](int64_t c0, int64_t n, T* cols, Lanes<T>& L) {
-      T *cw = cols, *ch = cw + K * kChunk, *cd = ch + K * kChunk;
-      T *cgw = cd + Kd * kChunk, *cgh = cgw + K * kChunk, *cgd = cgh + K * kChunk;
-      to_columns(w + c0 * K, K, n, cw);
-      to_columns(h + c0 * K, K, n, ch);
-      to_columns(d + c0 * Kd, Kd, n, cd);
-      MFK_WITH_SPLINE_VARIANT(o.inverse, o.linear_tails, kInv, kLin,
-                              locate_chunk<kInv, kLin>(n, in + c0, cw, ch, cd, c, L);
-                              backward_chunk<kInv, kLin>(n, go + c0, gl + c0, in + c0, cw, ch, c, L, gi + c0, cgw,
-                                                         cgh, cgd))
-      from_columns(cgw, K, n, gw + c0 * K);
-      from_columns(cgh, K, n, gh + c0 * K);
-      from_columns(cgd, Kd, n, gd + c0 * Kd);
-    });
+    backward_elements<T>(N, K, Kd, make_config<T>(o, K, Kd), o.inverse, o.linear_tails,
+                         grad_out.const_data_ptr<T>(), grad_logabsdet.const_data_ptr<T>(), inputs.const_data_ptr<T>(),
+                         uw.const_data_ptr<T>(), uh.const_data_ptr<T>(), ud.const_data_ptr<T>(),
+                         g_in.mutable_data_ptr<T>(), g_w.mutable_data_ptr<T>(), g_h.mutable_data_ptr<T>(),
+                         g_d.mutable_data_ptr<T>());
   });
   return {g_in, g_w, g_h, g_d};
 }
@@ -332,6 +344,24 @@ std::tuple<at::Tensor, at::Tensor> rq_tangent_cpu(const at::Tensor& inputs, cons
     });
   });
   return {out_dot, logabsdet_dot};
+}
+
+// Second order: the chunked backward on dual numbers, on (..., 2) tensors of values and tangents.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rq_backward_dual_cpu(
+    const at::Tensor& grad_out, const at::Tensor& grad_logabsdet, const at::Tensor& inputs, const at::Tensor& uw,
+    const at::Tensor& uh, const at::Tensor& ud, SplineOptions o) {
+  at::Tensor g_in = at::empty_like(inputs), g_w = at::empty_like(uw), g_h = at::empty_like(uh),
+             g_d = at::empty_like(ud);
+  const int64_t N = inputs.numel() / 2, K = uw.size(-2), Kd = ud.size(-2);
+  AT_DISPATCH_FLOATING_TYPES(inputs.scalar_type(), "mfkernels::rq_spline_backward_jvp (cpu)", [&] {
+    using D = Dual<scalar_t>;
+    auto in_ptr = [](const at::Tensor& t) { return reinterpret_cast<const D*>(t.const_data_ptr<scalar_t>()); };
+    auto out_ptr = [](at::Tensor& t) { return reinterpret_cast<D*>(t.mutable_data_ptr<scalar_t>()); };
+    backward_elements<D>(N, K, Kd, make_config<D>(o, K, Kd), o.inverse, o.linear_tails, in_ptr(grad_out),
+                         in_ptr(grad_logabsdet), in_ptr(inputs), in_ptr(uw), in_ptr(uh), in_ptr(ud), out_ptr(g_in),
+                         out_ptr(g_w), out_ptr(g_h), out_ptr(g_d));
+  });
+  return {g_in, g_w, g_h, g_d};
 }
 
 }  // namespace spline

@@ -76,6 +76,18 @@ __global__ void tangent_kernel(const T* __restrict__ x, const T* __restrict__ t,
   if (threadIdx.x == 0) logabsdet_dot[blockIdx.x] = row_logabsdet<T>(sum, kMode, inverse);
 }
 
+// Second order: the backward row pass in dual numbers (T = Dual<scalar_t>); the row means of s and its
+// tangent come in per row, and volume_preserving's final mean subtraction is left to the driver.
+template <int kMode, typename T>
+__global__ void backward_dual_kernel(const T* __restrict__ g, const T* __restrict__ gl, const T* __restrict__ x,
+                                     const T* __restrict__ t, const T* __restrict__ s, const T* __restrict__ mean,
+                                     T* __restrict__ gx, T* __restrict__ gt, T* __restrict__ gs, int64_t n, T clamp,
+                                     bool inverse) {
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * n;
+  affine_backward<kMode>(g + r, gl[blockIdx.x], x + r, t + r, s + r, gx + r, gt + r, gs + r, n, clamp,
+                         mean[blockIdx.x], inverse, threadIdx.x, blockDim.x);
+}
+
 inline int threads_for(int64_t n) { return static_cast<int>(std::min<int64_t>(kThreads, std::max<int64_t>(32, (n + 31) / 32 * 32))); }
 
 

@@ -1,6 +1,7 @@
 // CUDA kernels of the affine coupling family (math in math/coupling.h; drivers in
 // ops/coupling.cpp). One thread block per row: threads stride over the row's elements, and the
 // row sums (log-determinant, volume_preserving's means) are block reductions in double.
+#include "../common/dual.h"
 #include "../math/coupling.h"
 #include "coupling.cuh"
 #include "../ops/coupling_kernels.h"
@@ -87,6 +88,30 @@ std::tuple<at::Tensor, at::Tensor> affine_tangent_cuda(const at::Tensor& x, cons
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {out_dot, logabsdet_dot};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> affine_backward_dual_cuda(const at::Tensor& grad_out,
+                                                                         const at::Tensor& grad_logabsdet,
+                                                                         const at::Tensor& x, const at::Tensor& t,
+                                                                         const at::Tensor& s, const at::Tensor& mean,
+                                                                         AffineOptions o) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  const int64_t B = x.size(0), n = x.size(1);
+  at::Tensor gx = at::empty_like(x), gt = at::empty_like(x), gs = at::empty_like(x);
+  if (B == 0) return {gx, gt, gs};
+  check_grid(B);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mfkernels::affine_coupling_backward_jvp (cuda)", [&] {
+    using D = Dual<scalar_t>;
+    auto in_ptr = [](const at::Tensor& v) { return reinterpret_cast<const D*>(v.const_data_ptr<scalar_t>()); };
+    auto out_ptr = [](at::Tensor& v) { return reinterpret_cast<D*>(v.mutable_data_ptr<scalar_t>()); };
+    MFK_WITH_AFFINE_MODE(o.mode, kMode,
+                         backward_dual_kernel<kMode, D><<<B, threads_for(n), 0, c10::cuda::getCurrentCUDAStream()>>>(
+                             in_ptr(grad_out), in_ptr(grad_logabsdet), in_ptr(x), in_ptr(t), in_ptr(s), in_ptr(mean),
+                             out_ptr(gx), out_ptr(gt), out_ptr(gs), n, D(static_cast<scalar_t>(o.clamp)), o.inverse);
+                         break)
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return {gx, gt, gs};
 }
 
 }  // namespace coupling

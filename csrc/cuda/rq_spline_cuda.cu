@@ -1,6 +1,7 @@
 // CUDA kernels of the rational-quadratic spline op (math in math/rq_spline.h; drivers in
 // ops/rq_spline.cpp): one thread per element over a grid-stride loop; each thread reads its
 // element's K-bin parameters, which sit contiguously, so a warp's loads cover one contiguous span.
+#include "../common/dual.h"
 #include "../math/rq_spline_config.h"
 #include "rq_spline.cuh"
 #include "../ops/rq_spline_kernels.h"
@@ -74,6 +75,28 @@ std::tuple<at::Tensor, at::Tensor> rq_tangent_cuda(const at::Tensor& inputs, con
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {out_dot, logabsdet_dot};
+}
+
+// The backward kernel itself, instantiated on dual numbers (see rq_backward_dual_cpu).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rq_backward_dual_cuda(
+    const at::Tensor& grad_out, const at::Tensor& grad_logabsdet, const at::Tensor& inputs, const at::Tensor& uw,
+    const at::Tensor& uh, const at::Tensor& ud, SplineOptions o) {
+  const c10::cuda::CUDAGuard guard(inputs.device());
+  at::Tensor g_in = at::empty_like(inputs), g_w = at::empty_like(uw), g_h = at::empty_like(uh),
+             g_d = at::empty_like(ud);
+  const int64_t n = inputs.numel() / 2;
+  if (n == 0) return {g_in, g_w, g_h, g_d};
+  AT_DISPATCH_FLOATING_TYPES(inputs.scalar_type(), "mfkernels::rq_spline_backward_jvp (cuda)", [&] {
+    using D = Dual<scalar_t>;
+    auto in_ptr = [](const at::Tensor& t) { return reinterpret_cast<const D*>(t.const_data_ptr<scalar_t>()); };
+    auto out_ptr = [](at::Tensor& t) { return reinterpret_cast<D*>(t.mutable_data_ptr<scalar_t>()); };
+    MFK_WITH_SPLINE_VARIANT(o.inverse, o.linear_tails, kInv, kLin,
+    backward_kernel<kInv, kLin, D><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+        in_ptr(grad_out), in_ptr(grad_logabsdet), in_ptr(inputs), in_ptr(uw), in_ptr(uh), in_ptr(ud), out_ptr(g_in),
+        out_ptr(g_w), out_ptr(g_h), out_ptr(g_d), n, make_config<D>(o, uw.size(-2), ud.size(-2))));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return {g_in, g_w, g_h, g_d};
 }
 
 }  // namespace spline

@@ -5,11 +5,14 @@
 //   affine_coupling_forward(x, shift, scale, mode, clamp, inverse)              -> (y, logabsdet)
 //   affine_coupling_backward(grad_y, grad_logabsdet, x, shift, scale, ...)      -> (grad_x, grad_shift, grad_scale)
 //   affine_coupling_jvp(x, shift, scale, x_dot, shift_dot, scale_dot, ...)      -> (y_dot, logabsdet_dot)
+//   affine_coupling_backward_jvp(grads, x, shift, scale, grads_dot, x_dot, ...) -> tangents of the 3 gradients
 #include "coupling_kernels.h"
+#include "dual_tensors.h"
 
 #include "../math/coupling.h"
 
 #include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 #include <c10/core/SymInt.h>
 #include <torch/library.h>
 
@@ -68,6 +71,18 @@ void check_per_row(const Tensor& ref, const Tensor& t, const char* name, const c
               ref.sym_size(0), ",), got ", t.sym_sizes());
 }
 
+// The arguments of affine_coupling_backward_jvp: rows like x, and two per-row log-determinant gradients.
+void check_backward_jvp_args(const Tensor& grad_y, const Tensor& grad_logabsdet, const Tensor& x, const Tensor& shift,
+                             const Tensor& scale, const Tensor& grad_y_dot, const Tensor& grad_logabsdet_dot,
+                             const Tensor& x_dot, const Tensor& shift_dot, const Tensor& scale_dot, const char* op) {
+  check_rows(x, "x",
+             {{&shift, "shift"}, {&scale, "scale"}, {&grad_y, "grad_y"}, {&grad_y_dot, "grad_y_dot"},
+              {&x_dot, "x_dot"}, {&shift_dot, "shift_dot"}, {&scale_dot, "scale_dot"}},
+             op);
+  check_per_row(x, grad_logabsdet, "grad_logabsdet", op);
+  check_per_row(x, grad_logabsdet_dot, "grad_logabsdet_dot", op);
+}
+
 std::tuple<Tensor, Tensor> affine_coupling_forward(const Tensor& x, const Tensor& shift, const Tensor& scale,
                                                    c10::string_view mode, std::optional<double> clamp, bool inverse) {
   const char* op = "mfkernels.affine_coupling";
@@ -115,6 +130,36 @@ std::tuple<Tensor, Tensor> affine_coupling_jvp(const Tensor& x, const Tensor& sh
   return affine_tangent_cpu(xc, tc, sc, xd, td, sd, o);
 }
 
+// Tangent of affine_coupling_backward along every one of its inputs: the backward row pass run in dual
+// numbers (common/dual.h) on values and tangents stacked as (..., 2), so the jvp and backward
+// primitives are differentiable once more (mfkernels/ops/_second_order.py).
+std::tuple<Tensor, Tensor, Tensor> affine_coupling_backward_jvp(
+    const Tensor& grad_y, const Tensor& grad_logabsdet, const Tensor& x, const Tensor& shift, const Tensor& scale,
+    const Tensor& grad_y_dot, const Tensor& grad_logabsdet_dot, const Tensor& x_dot, const Tensor& shift_dot,
+    const Tensor& scale_dot, c10::string_view mode, std::optional<double> clamp, bool inverse) {
+  const char* op = "mfkernels.affine_coupling_backward_jvp";
+  check_backward_jvp_args(grad_y, grad_logabsdet, x, shift, scale, grad_y_dot, grad_logabsdet_dot, x_dot, shift_dot,
+                          scale_dot, op);
+  const AffineOptions o = parse_options(mode, clamp, inverse, op);
+  const Tensor g = dual_tensor(grad_y, grad_y_dot), gl = dual_tensor(grad_logabsdet, grad_logabsdet_dot);
+  const Tensor xd = dual_tensor(x, x_dot), td = dual_tensor(shift, shift_dot), sd = dual_tensor(scale, scale_dot);
+  const bool vp = o.mode == kVolumePreserving;
+  const Tensor mean = vp ? sd.mean(1) : at::zeros({x.size(0), 2}, x.options());
+  std::tuple<Tensor, Tensor, Tensor> grads;
+#ifdef MFK_WITH_CUDA
+  if (x.is_cuda()) {
+    grads = affine_backward_dual_cuda(g, gl, xd, td, sd, mean, o);
+  } else
+#endif
+  {
+    TORCH_CHECK(x.is_cpu(), op, ": no kernel for device ", x.device());
+    grads = affine_backward_dual_cpu(g, gl, xd, td, sd, mean, o);
+  }
+  Tensor gs_dot = tangent_part(std::get<2>(grads));
+  if (vp) gs_dot.sub_(gs_dot.mean(1, /*keepdim=*/true));  // d/ds of a = s - mean(s) is I - 11ᵀ/n
+  return {tangent_part(std::get<0>(grads)), tangent_part(std::get<1>(grads)), gs_dot};
+}
+
 // ---- Meta kernels ----
 
 std::tuple<Tensor, Tensor> affine_coupling_forward_meta(const Tensor& x, const Tensor& shift, const Tensor& scale,
@@ -150,10 +195,23 @@ std::tuple<Tensor, Tensor> affine_coupling_jvp_meta(const Tensor& x, const Tenso
   return {at::empty_symint(x.sym_sizes(), x.options()), at::empty_symint({x.sym_size(0)}, x.options())};
 }
 
+std::tuple<Tensor, Tensor, Tensor> affine_coupling_backward_jvp_meta(
+    const Tensor& grad_y, const Tensor& grad_logabsdet, const Tensor& x, const Tensor& shift, const Tensor& scale,
+    const Tensor& grad_y_dot, const Tensor& grad_logabsdet_dot, const Tensor& x_dot, const Tensor& shift_dot,
+    const Tensor& scale_dot, c10::string_view mode, std::optional<double> clamp, bool inverse) {
+  const char* op = "mfkernels.affine_coupling_backward_jvp";
+  check_backward_jvp_args(grad_y, grad_logabsdet, x, shift, scale, grad_y_dot, grad_logabsdet_dot, x_dot, shift_dot,
+                          scale_dot, op);
+  parse_options(mode, clamp, inverse, op);
+  return {at::empty_symint(x.sym_sizes(), x.options()), at::empty_symint(x.sym_sizes(), x.options()),
+          at::empty_symint(x.sym_sizes(), x.options())};
+}
+
 void register_device_drivers(torch::Library& m) {
   m.impl("affine_coupling_forward", affine_coupling_forward);
   m.impl("affine_coupling_backward", affine_coupling_backward);
   m.impl("affine_coupling_jvp", affine_coupling_jvp);
+  m.impl("affine_coupling_backward_jvp", affine_coupling_backward_jvp);
 }
 
 }  // namespace
@@ -167,6 +225,10 @@ TORCH_LIBRARY_FRAGMENT(mfkernels, m) {
         "str mode=\"exp\", float? clamp=None, bool inverse=False) -> (Tensor grad_x, Tensor grad_shift, Tensor grad_scale)");
   m.def("affine_coupling_jvp(Tensor x, Tensor shift, Tensor scale, Tensor x_dot, Tensor shift_dot, Tensor scale_dot, "
         "str mode=\"exp\", float? clamp=None, bool inverse=False) -> (Tensor y_dot, Tensor logabsdet_dot)");
+  m.def("affine_coupling_backward_jvp(Tensor grad_y, Tensor grad_logabsdet, Tensor x, Tensor shift, Tensor scale, "
+        "Tensor grad_y_dot, Tensor grad_logabsdet_dot, Tensor x_dot, Tensor shift_dot, Tensor scale_dot, "
+        "str mode=\"exp\", float? clamp=None, bool inverse=False) "
+        "-> (Tensor grad_x_dot, Tensor grad_shift_dot, Tensor grad_scale_dot)");
 }
 
 TORCH_LIBRARY_IMPL(mfkernels, CPU, m) { mfk::coupling::register_device_drivers(m); }
@@ -179,4 +241,5 @@ TORCH_LIBRARY_IMPL(mfkernels, Meta, m) {
   m.impl("affine_coupling_forward", mfk::coupling::affine_coupling_forward_meta);
   m.impl("affine_coupling_backward", mfk::coupling::affine_coupling_backward_meta);
   m.impl("affine_coupling_jvp", mfk::coupling::affine_coupling_jvp_meta);
+  m.impl("affine_coupling_backward_jvp", mfk::coupling::affine_coupling_backward_jvp_meta);
 }

@@ -29,6 +29,15 @@ std::tuple<at::Tensor, at::Tensor> affine_tangent_cpu(const at::Tensor& x, const
                                                       const at::Tensor& t_dot, const at::Tensor& s_dot,
                                                       AffineOptions o);
 
+// Second order: every tensor holds dual numbers (common/dual.h), values and tangents stacked in a
+// last dim of 2: rows (B, n, 2), per-row (B, 2); `mean` is volume_preserving's row mean of s (zeros
+// otherwise). Returns the dual (grad_x, grad_t, grad_s) *before* volume_preserving's mean subtraction.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> affine_backward_dual_cpu(const at::Tensor& grad_out,
+                                                                        const at::Tensor& grad_logabsdet,
+                                                                        const at::Tensor& x, const at::Tensor& t,
+                                                                        const at::Tensor& s, const at::Tensor& mean,
+                                                                        AffineOptions o);
+
 #ifdef MFK_WITH_CUDA
 std::tuple<at::Tensor, at::Tensor> affine_forward_cuda(const at::Tensor& x, const at::Tensor& t,
                                                        const at::Tensor& s, AffineOptions o);
@@ -40,6 +49,11 @@ std::tuple<at::Tensor, at::Tensor> affine_tangent_cuda(const at::Tensor& x, cons
                                                        const at::Tensor& s, const at::Tensor& x_dot,
                                                        const at::Tensor& t_dot, const at::Tensor& s_dot,
                                                        AffineOptions o);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> affine_backward_dual_cuda(const at::Tensor& grad_out,
+                                                                         const at::Tensor& grad_logabsdet,
+                                                                         const at::Tensor& x, const at::Tensor& t,
+                                                                         const at::Tensor& s, const at::Tensor& mean,
+                                                                         AffineOptions o);
 #endif
 
 }  // namespace coupling

@@ -7,6 +7,8 @@
 //   rq_spline_forward(inputs, w, h, d, inverse, tails, tail_bound, min_*)               -> (outputs, logabsdet)
 //   rq_spline_backward(grad_outputs, grad_logabsdet, inputs, w, h, d, ...)              -> (grad_inputs, grad_w, grad_h, grad_d)
 //   rq_spline_jvp(inputs, w, h, d, inputs_dot, w_dot, h_dot, d_dot, ...)                -> (outputs_dot, logabsdet_dot)
+//   rq_spline_backward_jvp(grads, inputs, w, h, d, grads_dot, inputs_dot, w_dot, ...)   -> tangents of the 4 gradients
+#include "dual_tensors.h"
 #include "rq_spline_kernels.h"
 
 #include <ATen/ops/empty.h>
@@ -130,6 +132,37 @@ std::tuple<Tensor, Tensor> rq_spline_jvp(const Tensor& inputs, const Tensor& w, 
   return rq_tangent_cpu(ic, wc, hc, dc, id, wd, hd, dd, o);
 }
 
+// Tangent of rq_spline_backward along every one of its inputs: the backward kernel run in dual numbers
+// (common/dual.h) on values and tangents stacked as (..., 2). With it the jvp and backward primitives
+// are differentiable once more (mfkernels/ops/_second_order.py): reverse over forward, double backward.
+std::tuple<Tensor, Tensor, Tensor, Tensor> rq_spline_backward_jvp(
+    const Tensor& grad_outputs, const Tensor& grad_logabsdet, const Tensor& inputs, const Tensor& w, const Tensor& h,
+    const Tensor& d, const Tensor& grad_outputs_dot, const Tensor& grad_logabsdet_dot, const Tensor& inputs_dot,
+    const Tensor& w_dot, const Tensor& h_dot, const Tensor& d_dot, MFK_SPLINE_OPTION_PARAMS) {
+  const char* op = "mfkernels.rq_spline_backward_jvp";
+  const SplineOptions o = parse_options(MFK_SPLINE_OPTION_ARGS, op);
+  check_args(inputs,
+             {{&grad_outputs, "grad_outputs"}, {&grad_logabsdet, "grad_logabsdet"},
+              {&grad_outputs_dot, "grad_outputs_dot"}, {&grad_logabsdet_dot, "grad_logabsdet_dot"},
+              {&inputs_dot, "inputs_dot"}},
+             w, h, d, {{&w_dot, 0}, {&h_dot, 1}, {&d_dot, 2}}, o, op);
+  const Tensor go = dual_tensor(grad_outputs, grad_outputs_dot), gl = dual_tensor(grad_logabsdet, grad_logabsdet_dot);
+  const Tensor in = dual_tensor(inputs, inputs_dot), wd = dual_tensor(w, w_dot), hd = dual_tensor(h, h_dot),
+               dd = dual_tensor(d, d_dot);
+  std::tuple<Tensor, Tensor, Tensor, Tensor> grads;
+#ifdef MFK_WITH_CUDA
+  if (inputs.is_cuda()) {
+    grads = rq_backward_dual_cuda(go, gl, in, wd, hd, dd, o);
+  } else
+#endif
+  {
+    TORCH_CHECK(inputs.is_cpu(), op, ": no kernel for device ", inputs.device());
+    grads = rq_backward_dual_cpu(go, gl, in, wd, hd, dd, o);
+  }
+  return {tangent_part(std::get<0>(grads)), tangent_part(std::get<1>(grads)), tangent_part(std::get<2>(grads)),
+          tangent_part(std::get<3>(grads))};
+}
+
 // ---- Meta kernels ----
 
 Tensor like(const Tensor& t) { return at::empty_symint(t.sym_sizes(), t.options()); }
@@ -160,10 +193,24 @@ std::tuple<Tensor, Tensor> rq_spline_jvp_meta(const Tensor& inputs, const Tensor
   return {like(inputs), like(inputs)};
 }
 
+std::tuple<Tensor, Tensor, Tensor, Tensor> rq_spline_backward_jvp_meta(
+    const Tensor& grad_outputs, const Tensor& grad_logabsdet, const Tensor& inputs, const Tensor& w, const Tensor& h,
+    const Tensor& d, const Tensor& grad_outputs_dot, const Tensor& grad_logabsdet_dot, const Tensor& inputs_dot,
+    const Tensor& w_dot, const Tensor& h_dot, const Tensor& d_dot, MFK_SPLINE_OPTION_PARAMS) {
+  const char* op = "mfkernels.rq_spline_backward_jvp";
+  check_args(inputs,
+             {{&grad_outputs, "grad_outputs"}, {&grad_logabsdet, "grad_logabsdet"},
+              {&grad_outputs_dot, "grad_outputs_dot"}, {&grad_logabsdet_dot, "grad_logabsdet_dot"},
+              {&inputs_dot, "inputs_dot"}},
+             w, h, d, {{&w_dot, 0}, {&h_dot, 1}, {&d_dot, 2}}, parse_options(MFK_SPLINE_OPTION_ARGS, op), op);
+  return {like(inputs), like(w), like(h), like(d)};
+}
+
 void register_device_drivers(torch::Library& m) {
   m.impl("rq_spline_forward", rq_spline_forward);
   m.impl("rq_spline_backward", rq_spline_backward);
   m.impl("rq_spline_jvp", rq_spline_jvp);
+  m.impl("rq_spline_backward_jvp", rq_spline_backward_jvp);
 }
 
 }  // namespace
@@ -183,6 +230,11 @@ TORCH_LIBRARY_FRAGMENT(mfkernels, m) {
   m.def("rq_spline_jvp(Tensor inputs, Tensor unnormalized_widths, Tensor unnormalized_heights, "
         "Tensor unnormalized_derivatives, Tensor inputs_dot, Tensor widths_dot, Tensor heights_dot, "
         "Tensor derivatives_dot, " MFK_SPLINE_OPTION_SCHEMA ") -> (Tensor outputs_dot, Tensor logabsdet_dot)");
+  m.def("rq_spline_backward_jvp(Tensor grad_outputs, Tensor grad_logabsdet, Tensor inputs, Tensor unnormalized_widths, "
+        "Tensor unnormalized_heights, Tensor unnormalized_derivatives, Tensor grad_outputs_dot, "
+        "Tensor grad_logabsdet_dot, Tensor inputs_dot, Tensor widths_dot, Tensor heights_dot, Tensor derivatives_dot, "
+        MFK_SPLINE_OPTION_SCHEMA ") -> (Tensor grad_inputs_dot, Tensor grad_widths_dot, Tensor grad_heights_dot, "
+        "Tensor grad_derivatives_dot)");
 }
 
 TORCH_LIBRARY_IMPL(mfkernels, CPU, m) { mfk::spline::register_device_drivers(m); }
@@ -195,4 +247,5 @@ TORCH_LIBRARY_IMPL(mfkernels, Meta, m) {
   m.impl("rq_spline_forward", mfk::spline::rq_spline_forward_meta);
   m.impl("rq_spline_backward", mfk::spline::rq_spline_backward_meta);
   m.impl("rq_spline_jvp", mfk::spline::rq_spline_jvp_meta);
+  m.impl("rq_spline_backward_jvp", mfk::spline::rq_spline_backward_jvp_meta);
 }

@@ -32,6 +32,12 @@ std::tuple<at::Tensor, at::Tensor> rq_tangent_cpu(const at::Tensor& inputs, cons
                                                   const at::Tensor& uh_dot, const at::Tensor& ud_dot,
                                                   SplineOptions o);
 
+// Tangent of the backward: every argument is a (..., 2) tensor of values and tangents (dual numbers,
+// common/dual.h); returns the four gradients in that form.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rq_backward_dual_cpu(
+    const at::Tensor& grad_out, const at::Tensor& grad_logabsdet, const at::Tensor& inputs, const at::Tensor& uw,
+    const at::Tensor& uh, const at::Tensor& ud, SplineOptions o);
+
 #ifdef MFK_WITH_CUDA
 std::tuple<at::Tensor, at::Tensor> rq_forward_cuda(const at::Tensor& inputs, const at::Tensor& uw,
                                                    const at::Tensor& uh, const at::Tensor& ud, SplineOptions o);
@@ -43,6 +49,9 @@ std::tuple<at::Tensor, at::Tensor> rq_tangent_cuda(const at::Tensor& inputs, con
                                                    const at::Tensor& inputs_dot, const at::Tensor& uw_dot,
                                                    const at::Tensor& uh_dot, const at::Tensor& ud_dot,
                                                    SplineOptions o);
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rq_backward_dual_cuda(
+    const at::Tensor& grad_out, const at::Tensor& grad_logabsdet, const at::Tensor& inputs, const at::Tensor& uw,
+    const at::Tensor& uh, const at::Tensor& ud, SplineOptions o);
 #endif
 
 }  // namespace spline

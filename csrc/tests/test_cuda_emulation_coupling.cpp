@@ -8,6 +8,7 @@
 // threads), each launch with the threads started in both orders.
 #include "cuda_emulation.h"
 
+#include "../common/dual.h"
 #include "../cuda/coupling.cuh"
 #include "expect.h"
 
@@ -76,6 +77,37 @@ static void check(int B, int n, bool inverse, std::mt19937& gen) {
     EXPECT(close(e_gs, gs, kMode == kVolumePreserving ? tolerance<T>() : 0.0), "%s: grad scale", what);
     EXPECT(close(e_out_dot, out_dot, elementwise_tol), "%s: output tangent", what);
     EXPECT(close(e_lad_dot, lad_dot, tolerance<T>()), "%s: logabsdet tangent", what);
+  }
+  // second order: backward_dual_kernel (affine_backward_dual_cuda's launch) against the row pass on dual
+  // numbers that affine_backward_dual_cpu runs; elementwise given the row means, so bitwise equal
+  using Dl = Dual<T>;
+  auto dual = [](const std::vector<T>& v, const std::vector<T>& w) {
+    std::vector<Dl> out(v.size());
+    for (size_t i = 0; i < v.size(); ++i) out[i] = Dl(v[i], w[i % w.size()]);
+    return out;
+  };
+  const std::vector<Dl> dg = dual(g, x_dot), dgl = dual(gl, lad), dx = dual(x, x_dot), dt = dual(t, t_dot),
+                        ds = dual(s, s_dot);
+  std::vector<Dl> means(B);
+  for (int b = 0; b < B; ++b) means[b] = Dl(T(0.1 * b), T(-0.2 * b));
+  std::vector<Dl> gx2(N), gt2(N), gs2(N);
+  for (int b = 0; b < B; ++b) {
+    const size_t r = size_t(b) * n;
+    affine_backward<kMode>(dg.data() + r, dgl[b], dx.data() + r, dt.data() + r, ds.data() + r, gx2.data() + r,
+                           gt2.data() + r, gs2.data() + r, n, Dl(clamp), means[b], inverse, 0, 1);
+  }
+  auto parts = [](const std::vector<Dl>& v) {
+    std::vector<T> out;
+    for (const Dl& e : v) out.push_back(e.v), out.push_back(e.d);
+    return out;
+  };
+  for (Order order : {Order::kAscending, Order::kDescending}) {
+    std::vector<Dl> e_gx(N, Dl(T(-7))), e_gt(N, Dl(T(-7))), e_gs(N, Dl(T(-7)));
+    mfk_emu::launch(grid, block, 0, order, device::backward_dual_kernel<kMode, Dl>, dg.data(), dgl.data(), dx.data(),
+                    dt.data(), ds.data(), means.data(), e_gx.data(), e_gt.data(), e_gs.data(), int64_t(n), Dl(clamp),
+                    inverse);
+    EXPECT(same(parts(e_gx), parts(gx2)) && same(parts(e_gt), parts(gt2)) && same(parts(e_gs), parts(gs2)),
+           "%s: backward on dual numbers", what);
   }
 }
 

@@ -6,6 +6,7 @@
 // partial last block), both dtypes, threads started in both orders; outputs poisoned beforehand.
 #include "cuda_emulation.h"
 
+#include "../common/dual.h"
 #include "../cuda/rq_spline.cuh"
 #include "expect.h"
 
@@ -63,6 +64,35 @@ static void check(int64_t n, int K, std::mt19937& gen) {
     EXPECT(same(e_out, out) && same(e_lad, lad), "%s: forward", what);
     EXPECT(same(e_gi, gi) && same(e_gw, gw) && same(e_gh, gh) && same(e_gd, gd), "%s: backward", what);
     EXPECT(same(e_od, od) && same(e_ld, ld), "%s: tangent", what);
+  }
+  // second order: the backward kernel on dual numbers (rq_backward_dual_cuda's launch), against the
+  // per-element dual backward the CPU driver runs; values and tangents compared bitwise
+  using Dl = Dual<T>;
+  const SplineConfig<Dl> cd{K, Kd, Dl(c.bound), Dl(c.min_bin_width), Dl(c.min_bin_height), Dl(c.min_derivative),
+                            Dl(c.boundary_derivative)};
+  auto dual = [](const std::vector<T>& v, const std::vector<T>& t) {
+    std::vector<Dl> out(v.size());
+    for (size_t i = 0; i < v.size(); ++i) out[i] = Dl(v[i], t[i % t.size()]);
+    return out;
+  };
+  const std::vector<Dl> dgo = dual(go, gl), dgl = dual(gl, go), din = dual(in, in_dot), dw = dual(w, w_dot),
+                        dh = dual(h, h_dot), dd = dual(d, d_dot);
+  std::vector<Dl> gi2(n), gw2(gw.size()), gh2(gh.size()), gd2(gd.size());
+  for (int64_t e = 0; e < n; ++e)
+    element_backward<kInv, kLin>(dgo[e], dgl[e], din[e], dw.data() + e * K, dh.data() + e * K, dd.data() + e * Kd, 1,
+                                 cd, gi2[e], gw2.data() + e * K, gh2.data() + e * K, gd2.data() + e * Kd);
+  auto parts = [](const std::vector<Dl>& v) {
+    std::vector<T> out;
+    for (const Dl& x : v) out.push_back(x.v), out.push_back(x.d);
+    return out;
+  };
+  for (Order order : {Order::kAscending, Order::kDescending}) {
+    std::vector<Dl> e_gi(n, Dl(T(-7))), e_gw(gw.size(), Dl(T(-7))), e_gh(gh.size(), Dl(T(-7))), e_gd(gd.size(), Dl(T(-7)));
+    mfk_emu::launch(grid, block, 0, order, device::backward_kernel<kInv, kLin, Dl>, dgo.data(), dgl.data(), din.data(),
+                    dw.data(), dh.data(), dd.data(), e_gi.data(), e_gw.data(), e_gh.data(), e_gd.data(), n, cd);
+    EXPECT(same(parts(e_gi), parts(gi2)) && same(parts(e_gw), parts(gw2)) && same(parts(e_gh), parts(gh2)) &&
+               same(parts(e_gd), parts(gd2)),
+           "%s: backward on dual numbers", what);
   }
 }
 

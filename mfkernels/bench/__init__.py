@@ -6,11 +6,13 @@ one process (same-run ratios of medians, interleaved), as `mfkernels bench` prin
 - `flows`: the training step of an 8-layer spline flow against the same flow built from nflows' layers;
 - `models`: model-level comparisons (M-flow's exact density, DNF steps, spread flow, NIF, pixel rejection);
 - `gram_timing`: the exact Gram density of a model against per-point autograd Jacobians, shared with
-  the reproductions.
+  the reproductions;
+- `exact_training`: training by the exact manifold likelihood (the exact and the stochastic log-volume
+  step against plain torch through nflows' layers).
 """
 
-from . import flows, gram_timing, models, ops
+from . import exact_training, flows, gram_timing, models, ops
 from .ops import DTYPES, format_table, forward_backward, roofline, run, write_json
 
-__all__ = ["DTYPES", "flows", "format_table", "forward_backward", "gram_timing", "models", "ops", "roofline", "run",
-           "write_json"]
+__all__ = ["DTYPES", "exact_training", "flows", "format_table", "forward_backward", "gram_timing", "models", "ops",
+           "roofline", "run", "write_json"]

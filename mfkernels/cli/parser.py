@@ -33,6 +33,9 @@ def _bench(args) -> int:
     if args.models:
         report["models"] = bench.models.run(device=args.device, quick=args.quick, seed=args.seed)
         print("\n" + bench.models.format_table(report["models"]))
+    if args.exact:
+        report["exact_training"] = bench.exact_training.run(quick=args.quick, seed=args.seed)
+        print("\n" + bench.exact_training.format_table(report["exact_training"]))
     if args.json:
         bench.write_json(report, args.json)
         print(f"\nwrote {args.json}")
@@ -102,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also time a training step of an 8-layer RQ spline flow (mfkernels, twin, nflows)")
     p.add_argument("--models", action="store_true",
                    help="also time M-flow's exact Gram density vs autograd Jacobians and DNF training vs nflows")
+    p.add_argument("--exact", action="store_true",
+                   help="also time training by the exact manifold likelihood (exact and stochastic log-volume "
+                        "steps vs plain torch; CPU)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.set_defaults(func=_bench)
 

@@ -11,6 +11,7 @@
 
 Every data set has `sample(n, generator) -> (x, u)` (u: intrinsic coordinates), `log_prob(x)`
 (the exact manifold density of points on the manifold), `manifold_dim` and `ambient_dim`.
+`Embedded(set, D)` places any of them isometrically in a higher-dimensional R^D.
 """
 
 from __future__ import annotations
@@ -79,33 +80,100 @@ class ThinSpiral:
 
 
 class VonMisesCircle:
-    """von Mises distribution of the angle on the unit circle embedded in R^2."""
+    """von Mises distribution of the angle on the unit circle embedded in R^2.
+
+    As a curve (for metrics.density_along_curve and the sample metrics) it is parametrised by arc
+    length u in [0, 2π) starting at the antipode of the mode: angle = loc - π + u, so the mode sits
+    at u = π and the curve's two ends meet where the density is lowest."""
 
     manifold_dim, ambient_dim = 1, 2
 
     def __init__(self, loc: float = 0.0, concentration: float = 2.0):
-        self.distribution = torch.distributions.VonMises(torch.tensor(float(loc), dtype=torch.float64),
+        self.loc = float(loc)
+        self.distribution = torch.distributions.VonMises(torch.tensor(self.loc, dtype=torch.float64),
                                                          torch.tensor(float(concentration), dtype=torch.float64))
+        # CDF over u on a fine grid (trapezoids): inverse-CDF sampling with our generator (torch's
+        # VonMises.sample takes none) and the quantiles
+        self._u_grid = torch.linspace(0, 2 * math.pi, 20001, dtype=torch.float64)
+        pdf = self.latent_log_prob(self._u_grid).exp()
+        step = self._u_grid[1] - self._u_grid[0]
+        cdf = torch.cat([pdf.new_zeros(1), torch.cumsum((pdf[1:] + pdf[:-1]) / 2 * step, 0)])
+        self._cdf = cdf / cdf[-1]
 
-    def embed(self, angle: Tensor) -> Tensor:
+    def embed(self, u: Tensor) -> Tensor:
+        """(n,) arc-length positions u -> (n, 2) points."""
+        angle = self.loc - math.pi + u
         return torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1)
+
+    def speed(self, u: Tensor) -> Tensor:
+        return torch.ones_like(u)
+
+    def latent_log_prob(self, u: Tensor) -> Tensor:
+        return self.distribution.log_prob(self.loc - math.pi + u)
+
+    def curve_parameter(self, x: Tensor) -> Tensor:
+        angle = torch.atan2(x[..., 1].double(), x[..., 0].double())
+        return torch.remainder(angle - self.loc + math.pi, 2 * math.pi)
+
+    def quantile(self, q: float) -> float:
+        i = int(torch.searchsorted(self._cdf, torch.tensor(float(q), dtype=torch.float64)).clamp(1, len(self._cdf) - 1))
+        t = (q - float(self._cdf[i - 1])) / float(self._cdf[i] - self._cdf[i - 1])
+        return float(self._u_grid[i - 1] + t * (self._u_grid[i] - self._u_grid[i - 1]))
+
+    def distance(self, x: Tensor) -> Tensor:
+        return (x.double().norm(dim=-1) - 1).abs().to(x.dtype)
 
     def sample(self, n: int, generator: torch.Generator | None = None,
                dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
-        # torch's VonMises.sample takes no generator; inverse-CDF on a fine grid keeps the seed ours.
-        grid = torch.linspace(-math.pi, math.pi, 20001, dtype=torch.float64)
-        pdf = self.distribution.log_prob(grid).exp()
-        cdf = torch.cat([grid.new_zeros(1), torch.cumsum((pdf[1:] + pdf[:-1]) / 2 * (grid[1] - grid[0]), 0)])
-        cdf = cdf / cdf[-1]
         r = torch.rand(n, dtype=torch.float64, generator=generator)
-        i = torch.searchsorted(cdf, r).clamp(1, len(grid) - 1)
-        t = (r - cdf[i - 1]) / (cdf[i] - cdf[i - 1])
-        angle = grid[i - 1] + t * (grid[i] - grid[i - 1])
-        return self.embed(angle).to(dtype), angle.to(dtype)
+        i = torch.searchsorted(self._cdf, r).clamp(1, len(self._u_grid) - 1)
+        t = (r - self._cdf[i - 1]) / (self._cdf[i] - self._cdf[i - 1])
+        u = self._u_grid[i - 1] + t * (self._u_grid[i] - self._u_grid[i - 1])
+        return self.embed(u).to(dtype), (self.loc - math.pi + u).to(dtype)
 
     def log_prob(self, x: Tensor) -> Tensor:
         angle = torch.atan2(x[..., 1].double(), x[..., 0].double())
         return self.distribution.log_prob(angle).to(x.dtype)
+
+
+class Embedded:
+    """A data set on a manifold in R^k placed isometrically in R^D (D >= k): x = Q y with a fixed random
+    orthonormal Q (D × k, from `seed`). Densities on the manifold, arc lengths and curve positions are
+    unchanged; `distance` adds the distance off the k-dimensional subspace. Wraps any set above (the
+    curve methods pass through where the base set has them)."""
+
+    def __init__(self, base, ambient_dim: int, seed: int = 0):
+        k = base.ambient_dim
+        if ambient_dim < k:
+            raise ValueError(f"Embedded: 'ambient_dim' must be >= the base set's {k}, got {ambient_dim}")
+        self.base, self.ambient_dim, self.manifold_dim = base, int(ambient_dim), base.manifold_dim
+        gaussian = torch.randn(ambient_dim, k, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+        self.Q = torch.linalg.qr(gaussian).Q  # (D, k), orthonormal columns
+        for name in ("speed", "latent_log_prob", "quantile"):
+            if hasattr(base, name):
+                setattr(self, name, getattr(base, name))
+
+    def _down(self, x: Tensor) -> Tensor:
+        return x.double() @ self.Q
+
+    def embed(self, u: Tensor) -> Tensor:
+        return self.base.embed(u).double() @ self.Q.T
+
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+        y, u = self.base.sample(n, generator)
+        return (y.double() @ self.Q.T).to(dtype), u
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        return self.base.log_prob(self._down(x)).to(x.dtype)
+
+    def curve_parameter(self, x: Tensor) -> Tensor:
+        return self.base.curve_parameter(self._down(x))
+
+    def distance(self, x: Tensor) -> Tensor:
+        y = self._down(x)
+        off = (x.double() - y @ self.Q.T).norm(dim=-1)
+        return torch.sqrt(self.base.distance(y).double().square() + off.square()).to(x.dtype)
 
 
 class VonMisesFisherMixture:

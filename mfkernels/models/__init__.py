@@ -10,6 +10,7 @@ decode, project, loss, a serialisable config, and `build_model(name, config)` to
     hierarchical HierarchicalFlow cascade of pixel-rejection blocks, end to end or stage by stage
     spread    SpreadFlow    volume-preserving flow + learnable degenerate Gaussian prior (paper 003)
     chart     ChartFlow     atlas of conformal chart flows with VQ-AE chart regions (paper 004)
+    rectangular RectangularFlow  split flow trained by its exact manifold likelihood (Caterini et al. 2021)
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ from .mflow import MFlow, MFlowConfig
 from .nif import NIF, NIFConfig
 from .pie import PIE, PIEConfig
 from .pixel_rejection import PixelRejection, PixelRejectionConfig
+from .rectangular import RectangularFlow, RectangularFlowConfig
 from .split_flow import SplitFlowModel
 from .spread import SpreadFlow, SpreadFlowConfig
 from .standard import StandardFlow, StandardFlowConfig
 
 MODELS: dict[str, type[Model]] = {
     cls.name: cls
-    for cls in (StandardFlow, DNF, MFlow, PIE, NIF, SpreadFlow, PixelRejection, HierarchicalFlow, ChartFlow)
+    for cls in (StandardFlow, DNF, MFlow, PIE, NIF, SpreadFlow, PixelRejection, HierarchicalFlow, ChartFlow,
+                RectangularFlow)
 }
 
 
@@ -53,6 +56,8 @@ __all__ = [
     "HierarchicalFlowConfig",
     "PixelRejection",
     "PixelRejectionConfig",
+    "RectangularFlow",
+    "RectangularFlowConfig",
     "MFlow",
     "MFlowConfig",
     "MODELS",

@@ -34,6 +34,9 @@ class OpSpec:
     # Other implementations to time against, by name: factories returning the callable (same
     # arguments as `op`), or None when the library providing it is not installed.
     baselines: dict[str, Callable[[], Callable | None]] = field(default_factory=dict)
+    # Twice differentiable (double backward, hessian, reverse mode through the jvp; ops/_second_order.py);
+    # the other ops raise a clear error at the second derivative.
+    second_order: bool = False
 
 
 _REGISTRY: dict[str, OpSpec] = {}

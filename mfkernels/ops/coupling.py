@@ -6,7 +6,9 @@
 with a the effective log-scale: s (exp), c tanh(s / c) (softclamp), log sigmoid(s + 2) (sigmoid,
 Glow's scale), s - mean(s) (volume_preserving: spread flows' volume-preserving coupling, paper 003,
 logabsdet exactly 0). One compiled pass computes y and logabsdet; backward and forward-mode tangent
-are compiled kernels too, so jvp/jacfwd through a flow never builds a dense Jacobian.
+are compiled kernels too, so jvp/jacfwd through a flow never builds a dense Jacobian. Second
+derivatives (reverse mode through the tangent, double backward) run the backward kernel in dual
+numbers (ops/_second_order.py).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import torch
 from torch import Tensor
 
 from .. import reference
+from . import _second_order
 from ._autocast import float32_under_autocast
-from ._autograd import derivative_kernel, input_anchors, tangent_aware_apply, zero_tangents
+from ._autograd import tangent_aware_apply, zero_tangents
 from ._checks import check_same_dtype_device, check_tensor
 from ._registry import OpSpec, register
 from ._vmap import register_row_vmap
@@ -52,6 +55,12 @@ def _from_rows(g: Tensor, shape: torch.Size, like: Tensor) -> Tensor:
     return g if like.shape == shape else g.sum_to_size(like.shape)
 
 
+_SECOND_ORDER = _second_order.SecondOrderSpec(
+    op=_OP, backward=torch.ops.mfkernels.affine_coupling_backward, jvp=torch.ops.mfkernels.affine_coupling_jvp,
+    backward_jvp=torch.ops.mfkernels.affine_coupling_backward_jvp, num_outputs=2, num_primals=3,
+)
+
+
 class _AffineCoupling(torch.autograd.Function):
     generate_vmap_rule = True
 
@@ -65,7 +74,6 @@ class _AffineCoupling(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        ctx.anchors = input_anchors(inputs)
         x, shift, scale, mode, clamp, inverse = inputs
         ctx.options = (mode, clamp, inverse)
         ctx.save_for_backward(x, shift, scale)
@@ -75,10 +83,9 @@ class _AffineCoupling(torch.autograd.Function):
     def backward(ctx, grad_y, grad_logabsdet):
         x, shift, scale = ctx.saved_tensors
         shape = grad_y.shape
-        grads = derivative_kernel(
-            _OP, ctx.anchors, torch.ops.mfkernels.affine_coupling_backward,
-            _as_rows(grad_y, shape), grad_logabsdet.contiguous(), _as_rows(x, shape), _as_rows(shift, shape),
-            _as_rows(scale, shape), *ctx.options,
+        grads = _second_order.backward(
+            _SECOND_ORDER, ctx.options, _as_rows(grad_y, shape), grad_logabsdet.contiguous(), _as_rows(x, shape),
+            _as_rows(shift, shape), _as_rows(scale, shape),
         )
         # Inputs that were broadcast receive the sum of their copies' gradients.
         return (*(_from_rows(g, shape, t) for g, t in zip(grads, (x, shift, scale))), None, None, None)
@@ -88,9 +95,9 @@ class _AffineCoupling(torch.autograd.Function):
         x, shift, scale = ctx.saved_tensors
         shape = _broadcast_shape(x, shift, scale)
         tangents = zero_tangents((x_dot, x), (shift_dot, shift), (scale_dot, scale))
-        y_dot, logabsdet_dot = derivative_kernel(
-            _OP, ctx.anchors, torch.ops.mfkernels.affine_coupling_jvp,
-            *(_as_rows(t, shape) for t in (x, shift, scale)), *(_as_rows(t, shape) for t in tangents), *ctx.options
+        y_dot, logabsdet_dot = _second_order.jvp(
+            _SECOND_ORDER, ctx.options, *(_as_rows(t, shape) for t in (x, shift, scale)),
+            *(_as_rows(t, shape) for t in tangents),
         )
         return y_dot.view(shape), logabsdet_dot
 
@@ -139,7 +146,8 @@ def affine_coupling(
     return _apply(x, shift, scale, mode, None if clamp is None else float(clamp), bool(inverse))
 
 
-for _name in ("affine_coupling_forward", "affine_coupling_backward", "affine_coupling_jvp"):
+for _name in ("affine_coupling_forward", "affine_coupling_backward", "affine_coupling_jvp",
+              "affine_coupling_backward_jvp"):
     register_row_vmap(f"mfkernels::{_name}")
 
 
@@ -157,6 +165,8 @@ register(
         bench_shapes=[(4096, 1024), (256, 64), (64, 3, 32, 32)],
         gpu_bench_shapes=[(65536, 1024), (4096, 1024)],
         shape_names="(B, D...)",
-        primitives=("affine_coupling_forward", "affine_coupling_backward", "affine_coupling_jvp"),
+        primitives=("affine_coupling_forward", "affine_coupling_backward", "affine_coupling_jvp",
+                    "affine_coupling_backward_jvp"),
+        second_order=True,
     )
 )

@@ -6,7 +6,9 @@ shapes; tails="linear") that also takes tails=None for nflows' bounded `rational
 on [-tail_bound, tail_bound]^2. One compiled pass per element does the softmaxes, knot sums, bin
 search, spline (forward, or inverse by the quadratic root) and log|dy/dx|; backward gives the
 gradients of the input and of all three parameter tensors in one pass, and a compiled tangent
-kernel serves forward-mode AD (jvp, jacfwd) without dense Jacobians.
+kernel serves forward-mode AD (jvp, jacfwd) without dense Jacobians. Second derivatives (reverse
+mode through the tangent, double backward, hessian) run the backward kernel in dual numbers
+(ops/_second_order.py).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import torch
 from torch import Tensor
 
 from .. import reference
+from . import _second_order
 from ._autocast import float32_under_autocast
-from ._autograd import derivative_kernel, input_anchors, tangent_aware_apply, zero_tangents
+from ._autograd import tangent_aware_apply, zero_tangents
 from ._checks import cannot_read_values, check_same_dtype_device, check_tensor
 from ._registry import OpSpec, register
 from ._vmap import register_leading_batch_vmap
@@ -37,6 +40,12 @@ def _reduce(g: Tensor, like: Tensor) -> Tensor:
     return g if g.shape == like.shape else g.sum_to_size(like.shape)
 
 
+_SECOND_ORDER = _second_order.SecondOrderSpec(
+    op=_OP, backward=torch.ops.mfkernels.rq_spline_backward, jvp=torch.ops.mfkernels.rq_spline_jvp,
+    backward_jvp=torch.ops.mfkernels.rq_spline_backward_jvp, num_outputs=2, num_primals=4,
+)
+
+
 class _RQSpline(torch.autograd.Function):
     generate_vmap_rule = True
 
@@ -50,7 +59,6 @@ class _RQSpline(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        ctx.anchors = input_anchors(inputs)
         ctx.options = inputs[4:]
         ctx.save_for_backward(*inputs[:4])
         ctx.save_for_forward(*inputs[:4])
@@ -59,9 +67,9 @@ class _RQSpline(torch.autograd.Function):
     def backward(ctx, grad_outputs, grad_logabsdet):
         inputs, *params = ctx.saved_tensors
         shape = inputs.shape
-        grads = derivative_kernel(
-            _OP, ctx.anchors, torch.ops.mfkernels.rq_spline_backward,
-            grad_outputs, grad_logabsdet, inputs, *(_expand(t, shape, t.shape[-1]) for t in params), *ctx.options
+        grads = _second_order.backward(
+            _SECOND_ORDER, ctx.options, grad_outputs, grad_logabsdet, inputs,
+            *(_expand(t, shape, t.shape[-1]) for t in params),
         )
         return (grads[0], *(_reduce(g, t) for g, t in zip(grads[1:], params)), *(None for _ in ctx.options))
 
@@ -72,8 +80,7 @@ class _RQSpline(torch.autograd.Function):
         tangents = zero_tangents(*zip((inputs_dot, widths_dot, heights_dot, derivatives_dot), saved))
         params = [_expand(t, shape, t.shape[-1]) for t in saved[1:]]
         dots = [_expand(d, shape, d.shape[-1]) for d in tangents[1:]]
-        return derivative_kernel(_OP, ctx.anchors, torch.ops.mfkernels.rq_spline_jvp, saved[0], *params,
-                                 _expand(tangents[0], shape), *dots, *ctx.options)
+        return _second_order.jvp(_SECOND_ORDER, ctx.options, saved[0], *params, _expand(tangents[0], shape), *dots)
 
 
 _apply = tangent_aware_apply(_RQSpline)
@@ -151,7 +158,7 @@ def rq_spline(
     )
 
 
-for _name in ("rq_spline_forward", "rq_spline_backward", "rq_spline_jvp"):
+for _name in ("rq_spline_forward", "rq_spline_backward", "rq_spline_jvp", "rq_spline_backward_jvp"):
     register_leading_batch_vmap(f"mfkernels::{_name}")
 
 
@@ -180,7 +187,8 @@ register(
         bench_shapes=[(4096, 64, 8), (256, 16, 8), (1024, 64, 32)],
         gpu_bench_shapes=[(65536, 64, 8), (4096, 64, 8)],
         shape_names="(B, D, K)",
-        primitives=("rq_spline_forward", "rq_spline_backward", "rq_spline_jvp"),
+        primitives=("rq_spline_forward", "rq_spline_backward", "rq_spline_jvp", "rq_spline_backward_jvp"),
         baselines={"nflows": _bench_nflows},
+        second_order=True,
     )
 )

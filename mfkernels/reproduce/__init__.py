@@ -8,7 +8,7 @@ import importlib
 from typing import Any, Callable
 
 MODULES = {"dnf-spiral": "dnf_spiral", "spread-dimension": "spread_dimension", "nif-digits": "nif_digits",
-           "pixel-rejection": "pixel_rejection", "chart-flows": "chart_flows"}
+           "pixel-rejection": "pixel_rejection", "chart-flows": "chart_flows", "exact-manifold": "exact_manifold"}
 
 
 def _lazy(module: str) -> Callable[..., dict[str, Any]]:

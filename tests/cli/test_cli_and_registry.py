@@ -120,3 +120,23 @@ def test_bench_models_pixel_rejection_rows_and_their_table():
     table = bench_models.format_table({"gram_density": [], "dnf_training": [], "pixel_rejection": rows})
     for r in rows:
         assert r["case"] in table and r["impl"] in table
+
+
+def test_exact_training_bench_rows_compare_equal_gradients(monkeypatch):
+    """The exact-training bench (tiny sizes): both routes of the exact step give the same float64 gradient,
+    the stochastic rows report CG iterations, and the table prints every row."""
+    pytest.importorskip("nflows")
+    from mfkernels.bench import exact_training
+    from mfkernels.bench import flows as bench_flows
+
+    for module, name, value in ((bench_flows, "FEATURES", 6), (bench_flows, "LAYERS", 2), (bench_flows, "HIDDEN", 8),
+                                (exact_training, "D", 6), (exact_training, "d", 2), (exact_training, "BATCH", 5),
+                                (exact_training, "STOCHASTIC", (8, 3, 2, 3))):
+        monkeypatch.setattr(module, name, value)
+    report = exact_training.run(quick=True)
+    exact = report["exact_step"]
+    assert [r["impl"] for r in exact] == ["mfkernels", "nflows + jvp/vmap + slogdet"]
+    assert exact[0]["float64_gradient_relative_difference"] < 1e-10
+    assert report["stochastic"][1]["cg_iterations"] >= 1
+    assert report["log_volume"][0]["float32_gradient_relative_difference"] < 1e-3
+    assert "nflows + jvp/vmap + slogdet" in exact_training.format_table(report)
