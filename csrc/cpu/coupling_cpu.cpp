@@ -79,7 +79,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> affine_backward_cpu(const at::Ten
   return {gx, gt, gs};
 }
 
-std::tuple<at::Tensor, at::Tensor> affine_tangent_cpu(const at::Tensor& x, const at::Tensor& t,
+std::tuple<at::Tensor, at::Tensor> affine_jvp_cpu(const at::Tensor& x, const at::Tensor& t,
                                                       const at::Tensor& s, const at::Tensor& x_dot,
                                                       const at::Tensor& t_dot, const at::Tensor& s_dot,
                                                       AffineOptions o) {
@@ -98,7 +98,7 @@ std::tuple<at::Tensor, at::Tensor> affine_tangent_cpu(const at::Tensor& x, const
         const scalar_t mean = row_mean(sp + r, n, o.mode), dot_mean = row_mean(sdp + r, n, o.mode);
         double sum = 0;
         MFK_WITH_AFFINE_MODE(o.mode, kMode,
-                             sum = affine_tangent<kMode>(xp + r, tp + r, sp + r, xdp + r, tdp + r, sdp + r, op + r, n,
+                             sum = affine_jvp<kMode>(xp + r, tp + r, sp + r, xdp + r, tdp + r, sdp + r, op + r, n,
                                                          clamp, mean, dot_mean, o.inverse, 0, 1);
                              break)
         lp[b] = row_logabsdet<scalar_t>(sum, o.mode, o.inverse);

@@ -193,7 +193,7 @@ void backward_chunk(int64_t n, const T* MFK_RESTRICT go, const T* MFK_RESTRICT g
 }
 
 template <bool kInv, bool kLin, typename T>
-void tangent_chunk(int64_t n, const T* MFK_RESTRICT x, const T* MFK_RESTRICT pw, const T* MFK_RESTRICT ph,
+void jvp_chunk(int64_t n, const T* MFK_RESTRICT x, const T* MFK_RESTRICT pw, const T* MFK_RESTRICT ph,
                    const T* MFK_RESTRICT xd, const T* MFK_RESTRICT uwd, const T* MFK_RESTRICT uhd,
                    const T* MFK_RESTRICT udd, const SplineConfig<T>& config, Lanes<T>& L, T* MFK_RESTRICT out_dot,
                    T* MFK_RESTRICT logabsdet_dot) {
@@ -314,7 +314,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rq_backward_cpu(
   return {g_in, g_w, g_h, g_d};
 }
 
-std::tuple<at::Tensor, at::Tensor> rq_tangent_cpu(const at::Tensor& inputs, const at::Tensor& uw,
+std::tuple<at::Tensor, at::Tensor> rq_jvp_cpu(const at::Tensor& inputs, const at::Tensor& uw,
                                                   const at::Tensor& uh, const at::Tensor& ud,
                                                   const at::Tensor& inputs_dot, const at::Tensor& uw_dot,
                                                   const at::Tensor& uh_dot, const at::Tensor& ud_dot,
@@ -339,7 +339,7 @@ std::tuple<at::Tensor, at::Tensor> rq_tangent_cpu(const at::Tensor& inputs, cons
       to_columns(dd + c0 * Kd, Kd, n, cdd);
       MFK_WITH_SPLINE_VARIANT(o.inverse, o.linear_tails, kInv, kLin,
                               locate_chunk<kInv, kLin>(n, in + c0, cw, ch, cd, c, L);
-                              tangent_chunk<kInv, kLin>(n, in + c0, cw, ch, ind + c0, cwd, chd, cdd, c, L, op + c0,
+                              jvp_chunk<kInv, kLin>(n, in + c0, cw, ch, ind + c0, cwd, chd, cdd, c, L, op + c0,
                                                         lp + c0))
     });
   });

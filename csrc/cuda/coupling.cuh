@@ -63,14 +63,14 @@ __global__ void backward_kernel(const T* __restrict__ g, const T* __restrict__ g
 }
 
 template <int kMode, typename T>
-__global__ void tangent_kernel(const T* __restrict__ x, const T* __restrict__ t, const T* __restrict__ s,
+__global__ void jvp_kernel(const T* __restrict__ x, const T* __restrict__ t, const T* __restrict__ s,
                                const T* __restrict__ x_dot, const T* __restrict__ t_dot,
                                const T* __restrict__ s_dot, T* __restrict__ out_dot,
                                T* __restrict__ logabsdet_dot, int64_t n, T clamp, bool inverse) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * n;
   const T mean = block_row_mean(s + r, n, kMode);
   const T dot_mean = block_row_mean(s_dot + r, n, kMode);
-  const double sum = block_sum(affine_tangent<kMode>(x + r, t + r, s + r, x_dot + r, t_dot + r, s_dot + r,
+  const double sum = block_sum(affine_jvp<kMode>(x + r, t + r, s + r, x_dot + r, t_dot + r, s_dot + r,
                                                      out_dot + r, n, clamp, mean, dot_mean, inverse, threadIdx.x,
                                                      blockDim.x));
   if (threadIdx.x == 0) logabsdet_dot[blockIdx.x] = row_logabsdet<T>(sum, kMode, inverse);

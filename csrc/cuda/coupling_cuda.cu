@@ -67,7 +67,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> affine_backward_cuda(const at::Te
   return {gx, gt, gs};
 }
 
-std::tuple<at::Tensor, at::Tensor> affine_tangent_cuda(const at::Tensor& x, const at::Tensor& t,
+std::tuple<at::Tensor, at::Tensor> affine_jvp_cuda(const at::Tensor& x, const at::Tensor& t,
                                                        const at::Tensor& s, const at::Tensor& x_dot,
                                                        const at::Tensor& t_dot, const at::Tensor& s_dot,
                                                        AffineOptions o) {
@@ -79,7 +79,7 @@ std::tuple<at::Tensor, at::Tensor> affine_tangent_cuda(const at::Tensor& x, cons
   check_grid(B);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mfkernels::affine_coupling_jvp (cuda)", [&] {
     MFK_WITH_AFFINE_MODE(o.mode, kMode,
-                         tangent_kernel<kMode, scalar_t><<<B, threads_for(n), 0, c10::cuda::getCurrentCUDAStream()>>>(
+                         jvp_kernel<kMode, scalar_t><<<B, threads_for(n), 0, c10::cuda::getCurrentCUDAStream()>>>(
                              x.const_data_ptr<scalar_t>(), t.const_data_ptr<scalar_t>(), s.const_data_ptr<scalar_t>(),
                              x_dot.const_data_ptr<scalar_t>(), t_dot.const_data_ptr<scalar_t>(),
                              s_dot.const_data_ptr<scalar_t>(), out_dot.mutable_data_ptr<scalar_t>(),

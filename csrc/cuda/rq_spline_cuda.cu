@@ -56,7 +56,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rq_backward_cuda(
   return {g_in, g_w, g_h, g_d};
 }
 
-std::tuple<at::Tensor, at::Tensor> rq_tangent_cuda(const at::Tensor& inputs, const at::Tensor& uw,
+std::tuple<at::Tensor, at::Tensor> rq_jvp_cuda(const at::Tensor& inputs, const at::Tensor& uw,
                                                    const at::Tensor& uh, const at::Tensor& ud,
                                                    const at::Tensor& inputs_dot, const at::Tensor& uw_dot,
                                                    const at::Tensor& uh_dot, const at::Tensor& ud_dot,
@@ -67,7 +67,7 @@ std::tuple<at::Tensor, at::Tensor> rq_tangent_cuda(const at::Tensor& inputs, con
   if (n == 0) return {out_dot, logabsdet_dot};
   AT_DISPATCH_FLOATING_TYPES(inputs.scalar_type(), "mfkernels::rq_spline_jvp (cuda)", [&] {
     MFK_WITH_SPLINE_VARIANT(o.inverse, o.linear_tails, kInv, kLin,
-    tangent_kernel<kInv, kLin, scalar_t><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+    jvp_kernel<kInv, kLin, scalar_t><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
         inputs.const_data_ptr<scalar_t>(), uw.const_data_ptr<scalar_t>(), uh.const_data_ptr<scalar_t>(),
         ud.const_data_ptr<scalar_t>(), inputs_dot.const_data_ptr<scalar_t>(), uw_dot.const_data_ptr<scalar_t>(),
         uh_dot.const_data_ptr<scalar_t>(), ud_dot.const_data_ptr<scalar_t>(), out_dot.mutable_data_ptr<scalar_t>(),

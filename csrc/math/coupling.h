@@ -147,7 +147,7 @@ MFK_HD void subtract_mean(T* v, int64_t n, T mean, int64_t tid, int64_t nthreads
 //   forward: out_dot = x_dot e^a + x e^a a_dot + t_dot
 //   inverse: out_dot = (x_dot - t_dot) e^-a - (x - t) e^-a a_dot
 template <int kMode, typename T>
-MFK_HD double affine_tangent(const T* MFK_RESTRICT x, const T* MFK_RESTRICT t, const T* MFK_RESTRICT s,
+MFK_HD double affine_jvp(const T* MFK_RESTRICT x, const T* MFK_RESTRICT t, const T* MFK_RESTRICT s,
                              const T* MFK_RESTRICT x_dot, const T* MFK_RESTRICT t_dot,
                              const T* MFK_RESTRICT s_dot, T* MFK_RESTRICT out_dot, int64_t n, T clamp,
                              T row_mean, T s_dot_mean, bool inverse, int64_t tid, int64_t nthreads) {

@@ -396,7 +396,7 @@ MFK_HD_INLINE void element_backward(T g_out, T g_logabsdet, T v, const T* MFK_RE
 }
 
 template <bool kInverse, bool kLinear, typename T>
-MFK_HD_INLINE void element_tangent(T v, const T* MFK_RESTRICT uw, const T* MFK_RESTRICT uh, const T* MFK_RESTRICT ud,
+MFK_HD_INLINE void element_jvp(T v, const T* MFK_RESTRICT uw, const T* MFK_RESTRICT uh, const T* MFK_RESTRICT ud,
                                    T v_dot, const T* MFK_RESTRICT uw_dot, const T* MFK_RESTRICT uh_dot,
                                    const T* MFK_RESTRICT ud_dot, int64_t stride, const SplineConfig<T>& c, T& out_dot,
                                    T& logabsdet_dot) {

@@ -124,10 +124,10 @@ std::tuple<Tensor, Tensor> affine_coupling_jvp(const Tensor& x, const Tensor& sh
   const Tensor xc = x.contiguous(), tc = shift.contiguous(), sc = scale.contiguous();
   const Tensor xd = x_dot.contiguous(), td = shift_dot.contiguous(), sd = scale_dot.contiguous();
 #ifdef MFK_WITH_CUDA
-  if (x.is_cuda()) return affine_tangent_cuda(xc, tc, sc, xd, td, sd, o);
+  if (x.is_cuda()) return affine_jvp_cuda(xc, tc, sc, xd, td, sd, o);
 #endif
   TORCH_CHECK(x.is_cpu(), op, ": no kernel for device ", x.device());
-  return affine_tangent_cpu(xc, tc, sc, xd, td, sd, o);
+  return affine_jvp_cpu(xc, tc, sc, xd, td, sd, o);
 }
 
 // Tangent of affine_coupling_backward along every one of its inputs: the backward row pass run in dual

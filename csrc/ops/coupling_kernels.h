@@ -24,7 +24,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> affine_backward_cpu(const at::Ten
                                                                    const at::Tensor& x, const at::Tensor& t,
                                                                    const at::Tensor& s, AffineOptions o);
 // Returns (out_dot (B, n), logabsdet_dot (B,)).
-std::tuple<at::Tensor, at::Tensor> affine_tangent_cpu(const at::Tensor& x, const at::Tensor& t,
+std::tuple<at::Tensor, at::Tensor> affine_jvp_cpu(const at::Tensor& x, const at::Tensor& t,
                                                       const at::Tensor& s, const at::Tensor& x_dot,
                                                       const at::Tensor& t_dot, const at::Tensor& s_dot,
                                                       AffineOptions o);
@@ -45,7 +45,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> affine_backward_cuda(const at::Te
                                                                     const at::Tensor& grad_logabsdet,
                                                                     const at::Tensor& x, const at::Tensor& t,
                                                                     const at::Tensor& s, AffineOptions o);
-std::tuple<at::Tensor, at::Tensor> affine_tangent_cuda(const at::Tensor& x, const at::Tensor& t,
+std::tuple<at::Tensor, at::Tensor> affine_jvp_cuda(const at::Tensor& x, const at::Tensor& t,
                                                        const at::Tensor& s, const at::Tensor& x_dot,
                                                        const at::Tensor& t_dot, const at::Tensor& s_dot,
                                                        AffineOptions o);

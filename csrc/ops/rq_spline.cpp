@@ -126,10 +126,10 @@ std::tuple<Tensor, Tensor> rq_spline_jvp(const Tensor& inputs, const Tensor& w, 
   const Tensor ic = inputs.contiguous(), wc = w.contiguous(), hc = h.contiguous(), dc = d.contiguous();
   const Tensor id = inputs_dot.contiguous(), wd = w_dot.contiguous(), hd = h_dot.contiguous(), dd = d_dot.contiguous();
 #ifdef MFK_WITH_CUDA
-  if (inputs.is_cuda()) return rq_tangent_cuda(ic, wc, hc, dc, id, wd, hd, dd, o);
+  if (inputs.is_cuda()) return rq_jvp_cuda(ic, wc, hc, dc, id, wd, hd, dd, o);
 #endif
   TORCH_CHECK(inputs.is_cpu(), op, ": no kernel for device ", inputs.device());
-  return rq_tangent_cpu(ic, wc, hc, dc, id, wd, hd, dd, o);
+  return rq_jvp_cpu(ic, wc, hc, dc, id, wd, hd, dd, o);
 }
 
 // Tangent of rq_spline_backward along every one of its inputs: the backward kernel run in dual numbers

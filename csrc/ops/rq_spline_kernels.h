@@ -26,7 +26,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rq_backward_cpu(
     const at::Tensor& grad_out, const at::Tensor& grad_logabsdet, const at::Tensor& inputs, const at::Tensor& uw,
     const at::Tensor& uh, const at::Tensor& ud, SplineOptions o);
 // Returns (outputs_dot (N,), logabsdet_dot (N,)).
-std::tuple<at::Tensor, at::Tensor> rq_tangent_cpu(const at::Tensor& inputs, const at::Tensor& uw,
+std::tuple<at::Tensor, at::Tensor> rq_jvp_cpu(const at::Tensor& inputs, const at::Tensor& uw,
                                                   const at::Tensor& uh, const at::Tensor& ud,
                                                   const at::Tensor& inputs_dot, const at::Tensor& uw_dot,
                                                   const at::Tensor& uh_dot, const at::Tensor& ud_dot,
@@ -44,7 +44,7 @@ std::tuple<at::Tensor, at::Tensor> rq_forward_cuda(const at::Tensor& inputs, con
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rq_backward_cuda(
     const at::Tensor& grad_out, const at::Tensor& grad_logabsdet, const at::Tensor& inputs, const at::Tensor& uw,
     const at::Tensor& uh, const at::Tensor& ud, SplineOptions o);
-std::tuple<at::Tensor, at::Tensor> rq_tangent_cuda(const at::Tensor& inputs, const at::Tensor& uw,
+std::tuple<at::Tensor, at::Tensor> rq_jvp_cuda(const at::Tensor& inputs, const at::Tensor& uw,
                                                    const at::Tensor& uh, const at::Tensor& ud,
                                                    const at::Tensor& inputs_dot, const at::Tensor& uw_dot,
                                                    const at::Tensor& uh_dot, const at::Tensor& ud_dot,

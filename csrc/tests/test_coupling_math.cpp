@@ -80,7 +80,7 @@ static void check_mode(std::mt19937& gen) {
     }
     EXPECT(gerr < 1e-6, "mode %d inverse %d d/ds error %g", kMode, inverse, gerr);
     // Tangent against a central difference along (xd, td, sd).
-    affine_tangent<kMode>(x.data(), t.data(), s.data(), xd.data(), td.data(), sd.data(), od.data(), n, clamp, mean,
+    affine_jvp<kMode>(x.data(), t.data(), s.data(), xd.data(), td.data(), sd.data(), od.data(), n, clamp, mean,
                           sd_mean, inverse, 0, 1);
     std::vector<double> xp(n), tp(n), spv(n), xm(n), tm(n), smv(n), op(n), om(n);
     for (int i = 0; i < n; ++i) {

@@ -55,7 +55,7 @@ static void check(int B, int n, bool inverse, std::mt19937& gen) {
                                                  gx.data() + r, gt.data() + r, gs.data() + r, n, clamp, mean, inverse,
                                                  0, 1);
     if (kMode == kVolumePreserving) subtract_mean(gs.data() + r, n, T(sum_gs / n), 0, 1);
-    lad_dot[b] = row_logabsdet<T>(affine_tangent<kMode>(x.data() + r, t.data() + r, s.data() + r, x_dot.data() + r,
+    lad_dot[b] = row_logabsdet<T>(affine_jvp<kMode>(x.data() + r, t.data() + r, s.data() + r, x_dot.data() + r,
                                                         t_dot.data() + r, s_dot.data() + r, out_dot.data() + r, n,
                                                         clamp, mean, dot_mean, inverse, 0, 1), kMode, inverse);
   }
@@ -68,7 +68,7 @@ static void check(int B, int n, bool inverse, std::mt19937& gen) {
                     e_out.data(), e_lad.data(), int64_t(n), clamp, inverse);
     mfk_emu::launch(grid, block, 0, order, device::backward_kernel<kMode, T>, g.data(), gl.data(), x.data(), t.data(),
                     s.data(), e_gx.data(), e_gt.data(), e_gs.data(), int64_t(n), clamp, inverse);
-    mfk_emu::launch(grid, block, 0, order, device::tangent_kernel<kMode, T>, x.data(), t.data(), s.data(),
+    mfk_emu::launch(grid, block, 0, order, device::jvp_kernel<kMode, T>, x.data(), t.data(), s.data(),
                     x_dot.data(), t_dot.data(), s_dot.data(), e_out_dot.data(), e_lad_dot.data(), int64_t(n), clamp,
                     inverse);
     EXPECT(close(e_out, out, elementwise_tol), "%s: forward output", what);

@@ -48,7 +48,7 @@ static void check(int64_t n, int K, std::mt19937& gen) {
     element_forward<kInv, kLin>(in[e], w.data() + e * K, h.data() + e * K, d.data() + e * Kd, 1, c, out[e], lad[e]);
     element_backward<kInv, kLin>(go[e], gl[e], in[e], w.data() + e * K, h.data() + e * K, d.data() + e * Kd, 1, c,
                                  gi[e], gw.data() + e * K, gh.data() + e * K, gd.data() + e * Kd);
-    element_tangent<kInv, kLin>(in[e], w.data() + e * K, h.data() + e * K, d.data() + e * Kd, in_dot[e],
+    element_jvp<kInv, kLin>(in[e], w.data() + e * K, h.data() + e * K, d.data() + e * Kd, in_dot[e],
                                 w_dot.data() + e * K, h_dot.data() + e * K, d_dot.data() + e * Kd, 1, c, od[e], ld[e]);
   }
   const dim3 grid(device::blocks_for(n)), block(device::kThreads);  // rq_spline_cuda.cu's launches
@@ -59,7 +59,7 @@ static void check(int64_t n, int K, std::mt19937& gen) {
                     d.data(), e_out.data(), e_lad.data(), n, c);
     mfk_emu::launch(grid, block, 0, order, device::backward_kernel<kInv, kLin, T>, go.data(), gl.data(), in.data(),
                     w.data(), h.data(), d.data(), e_gi.data(), e_gw.data(), e_gh.data(), e_gd.data(), n, c);
-    mfk_emu::launch(grid, block, 0, order, device::tangent_kernel<kInv, kLin, T>, in.data(), w.data(), h.data(),
+    mfk_emu::launch(grid, block, 0, order, device::jvp_kernel<kInv, kLin, T>, in.data(), w.data(), h.data(),
                     d.data(), in_dot.data(), w_dot.data(), h_dot.data(), d_dot.data(), e_od.data(), e_ld.data(), n, c);
     EXPECT(same(e_out, out) && same(e_lad, lad), "%s: forward", what);
     EXPECT(same(e_gi, gi) && same(e_gw, gw) && same(e_gh, gh) && same(e_gd, gd), "%s: backward", what);

@@ -139,4 +139,5 @@ def test_exact_training_bench_rows_compare_equal_gradients(monkeypatch):
     assert exact[0]["float64_gradient_relative_difference"] < 1e-10
     assert report["stochastic"][1]["cg_iterations"] >= 1
     assert report["log_volume"][0]["float32_gradient_relative_difference"] < 1e-3
+    assert report["mlp_volume"][0]["max_abs_difference"] < 1e-4
     assert "nflows + jvp/vmap + slogdet" in exact_training.format_table(report)
