@@ -174,3 +174,27 @@ def test_backward_jvp_names_a_wrong_argument(device, gen):
     with pytest.raises(RuntimeError, match="grad_logabsdet_dot"):
         r = torch.zeros(3, 5, dtype=torch.float64, device=device)
         torch.ops.mfkernels.affine_coupling_backward_jvp(r, r[:, 0], r, r, r, r, r[:2, 0], r, r, r)
+
+
+@pytest.mark.parametrize("batch", [0, 1])
+@pytest.mark.parametrize("make, args", [pytest.param(_affine, ("volume_preserving", True, False), id="affine"),
+                                        pytest.param(_spline, ("linear", False, False), id="spline")])
+def test_double_backward_at_batch_0_and_1_and_on_non_contiguous_inputs(make, args, batch, device, gen):
+    op, twin, inputs = make(*args, device, gen)
+    # a batch of 0 or 1 rows, and the same values as views with stride 2 in the last dim (NaN in between)
+    rows = tuple(t[:batch] for t in inputs)
+    strided = tuple(torch.stack([t, torch.full_like(t, float("nan"))], dim=-1).flatten(-2)[..., ::2] for t in rows)
+    assert batch == 0 or any(not t.is_contiguous() for t in strided)
+
+    def double_backward(fn, tensors):
+        leaves = tuple(t.clone().requires_grad_() if t.is_contiguous() else t.detach().requires_grad_()
+                       for t in tensors)
+        y, logabsdet = fn(*leaves)
+        first = torch.autograd.grad(y.square().sum() + logabsdet.sin().sum(), leaves, create_graph=True,
+                                    materialize_grads=True)
+        return _grad(sum((g * g).sum() for g in first), leaves)
+
+    want = double_backward(twin, rows)
+    for got in (double_backward(op, rows), double_backward(op, strided)):
+        assert [g.shape for g in got] == [w.shape for w in want]
+        _close(got, want)
