@@ -41,6 +41,14 @@ class SecondOrderSpec:
     num_outputs: int
     num_primals: int
 
+    @classmethod
+    def of(cls, name: str, num_outputs: int, num_primals: int) -> "SecondOrderSpec":
+        """The spec of op `name` from its registered primitives torch.ops.mfkernels.<name>_backward, _jvp
+        and _backward_jvp."""
+        lib = torch.ops.mfkernels
+        return cls(f"mfkernels.ops.{name}", getattr(lib, f"{name}_backward"), getattr(lib, f"{name}_jvp"),
+                   getattr(lib, f"{name}_backward_jvp"), num_outputs, num_primals)
+
 
 @dataclasses.dataclass(frozen=True)
 class _Call:

@@ -55,10 +55,7 @@ def _from_rows(g: Tensor, shape: torch.Size, like: Tensor) -> Tensor:
     return g if like.shape == shape else g.sum_to_size(like.shape)
 
 
-_SECOND_ORDER = _second_order.SecondOrderSpec(
-    op=_OP, backward=torch.ops.mfkernels.affine_coupling_backward, jvp=torch.ops.mfkernels.affine_coupling_jvp,
-    backward_jvp=torch.ops.mfkernels.affine_coupling_backward_jvp, num_outputs=2, num_primals=3,
-)
+_SECOND_ORDER = _second_order.SecondOrderSpec.of("affine_coupling", num_outputs=2, num_primals=3)
 
 
 class _AffineCoupling(torch.autograd.Function):

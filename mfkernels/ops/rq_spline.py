@@ -40,10 +40,7 @@ def _reduce(g: Tensor, like: Tensor) -> Tensor:
     return g if g.shape == like.shape else g.sum_to_size(like.shape)
 
 
-_SECOND_ORDER = _second_order.SecondOrderSpec(
-    op=_OP, backward=torch.ops.mfkernels.rq_spline_backward, jvp=torch.ops.mfkernels.rq_spline_jvp,
-    backward_jvp=torch.ops.mfkernels.rq_spline_backward_jvp, num_outputs=2, num_primals=4,
-)
+_SECOND_ORDER = _second_order.SecondOrderSpec.of("rq_spline", num_outputs=2, num_primals=4)
 
 
 class _RQSpline(torch.autograd.Function):
