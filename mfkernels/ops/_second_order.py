@@ -26,7 +26,7 @@ from typing import Callable
 
 import torch
 
-from ._autograd import _forward_ad_active, derivative_kernel
+from ._autograd import _forward_ad_active, derivative_kernel, zero_tangents
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,10 +58,6 @@ class _Call:
     spec: SecondOrderSpec
     options: tuple
     which: str  # the primitive: "backward" or "jvp"
-
-
-def _zeros_for(values, likes):
-    return tuple(torch.zeros_like(like) if v is None else v for v, like in zip(values, likes))
 
 
 def _differentiable_context() -> bool:
@@ -101,7 +97,7 @@ class _Backward(_Primitive):
     def backward(ctx, *k):
         spec, saved = ctx.spec, ctx.saved_tensors
         g, p = saved[: spec.num_outputs], saved[spec.num_outputs:]
-        k = _zeros_for(k, p)
+        k = zero_tangents(*zip(k, p))
         grad_g = jvp(spec, ctx.options, *p, *k)
         grad_p = _backward_jvp(spec, ctx.options, *g, *p, *(torch.zeros_like(t) for t in g), *k)
         return (None, *grad_g, *grad_p)
@@ -109,7 +105,7 @@ class _Backward(_Primitive):
     @staticmethod
     def jvp(ctx, _call, *dots):
         spec, saved = ctx.spec, ctx.saved_tensors
-        return _backward_jvp(spec, ctx.options, *saved, *_zeros_for(dots, saved))
+        return _backward_jvp(spec, ctx.options, *saved, *zero_tangents(*zip(dots, saved)))
 
 
 class _Jvp(_Primitive):
