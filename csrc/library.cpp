@@ -6,9 +6,7 @@
 
 #ifdef MFK_WITH_CUDA
 namespace mfk {
-namespace gram {
-const char* cuda_arch_list();
-}
+const char* cuda_arch_list();  // cuda/library_cuda.cu: only nvcc knows what it compiled for
 }  // namespace mfk
 #endif
 
@@ -19,7 +17,7 @@ std::string build_info() {
   std::string info = "version=" MFK_VERSION ";";
 #ifdef MFK_WITH_CUDA
   info += "cuda=1;cuda_archs=";
-  info += mfk::gram::cuda_arch_list();
+  info += mfk::cuda_arch_list();
 #else
   info += "cuda=0;cuda_archs=";
 #endif

@@ -4,7 +4,7 @@
 #include <Python.h>
 
 static struct PyModuleDef mfkernels_c_module = {
-    PyModuleDef_HEAD_INIT, "_C",
-    "mfkernels compiled ops; they register into torch.ops.mfkernels on import.", -1, nullptr};
+    PyModuleDef_HEAD_INIT, "_C", "mfkernels compiled ops; they register into torch.ops.mfkernels on import.", -1,
+    nullptr};
 
 PyMODINIT_FUNC PyInit__C(void) { return PyModule_Create(&mfkernels_c_module); }

@@ -8,6 +8,10 @@ the loop ends when all rows meet the tolerance or at the iteration cap. Why not 
 `linear_cg` (linear_operator): it would add two libraries (and their pinned torch ranges) for the
 thirty lines below, and its batched stopping rule and preconditioner interface are built around
 kernel matrices; ours takes any matvec closure and reports each row's residual.
+
+References:
+    | Rectangular Flows for Manifold Learning (Caterini et al., 2021)
+    | https://arxiv.org/abs/2106.01413
 """
 
 from __future__ import annotations

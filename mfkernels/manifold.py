@@ -9,6 +9,12 @@ worth of work instead of the D backward passes (or B per-point Jacobians) of aut
 tangents have a reverse mode (ops/_second_order.py), so the exact log-volume is trainable
 (rectangular flows, Caterini et al. 2021); `stochastic_log_volume` is its Hutchinson + conjugate
 gradient estimate for large d.
+
+References:
+    | Denoising Normalizing Flow (Horvat and Pfister, NeurIPS 2021)
+    | docs/papers.md, paper 000
+    | Rectangular Flows for Manifold Learning (Caterini et al., 2021)
+    | https://arxiv.org/abs/2106.01413
 """
 
 from __future__ import annotations

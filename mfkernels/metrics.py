@@ -13,6 +13,10 @@ asks whether samples lie on it; `coverage` asks the other question, whether they
 from each held-out data point to its nearest sample, and the fraction of held-out points with a sample
 within a stated radius (recall). For 1-D manifolds, `ks_two_sample` on the curve parameter of samples
 and held-out points (the data sets' `curve_parameter`) compares where along the curve the mass lies.
+
+References:
+    | Denoising Normalizing Flow (Horvat and Pfister, NeurIPS 2021)
+    | docs/papers.md, paper 000
 """
 
 from __future__ import annotations

@@ -29,42 +29,97 @@ struct Dual {
   // The headers' row sums return double; the value part is what they accumulate.
   MFK_HD_INLINE explicit operator double() const { return static_cast<double>(v); }
 
-  MFK_HD_INLINE Dual& operator+=(const Dual& o) { v += o.v; d += o.d; return *this; }
-  MFK_HD_INLINE Dual& operator-=(const Dual& o) { v -= o.v; d -= o.d; return *this; }
-  MFK_HD_INLINE Dual& operator*=(const Dual& o) { d = d * o.v + v * o.d; v *= o.v; return *this; }
-  MFK_HD_INLINE Dual& operator/=(const Dual& o) { *this = Dual(v / o.v, (d - v / o.v * o.d) / o.v); return *this; }
+  MFK_HD_INLINE Dual& operator+=(const Dual& o) {
+    v += o.v;
+    d += o.d;
+    return *this;
+  }
+  MFK_HD_INLINE Dual& operator-=(const Dual& o) {
+    v -= o.v;
+    d -= o.d;
+    return *this;
+  }
+  MFK_HD_INLINE Dual& operator*=(const Dual& o) {
+    d = d * o.v + v * o.d;
+    v *= o.v;
+    return *this;
+  }
+  MFK_HD_INLINE Dual& operator/=(const Dual& o) {
+    *this = Dual(v / o.v, (d - v / o.v * o.d) / o.v);
+    return *this;
+  }
 };
 
 static_assert(sizeof(Dual<double>) == 2 * sizeof(double), "Dual<T> must be laid out as two T's");
 static_assert(std::is_trivially_copyable<Dual<float>>::value, "Dual<T> must be trivially copyable");
 
-template <typename T> MFK_HD_INLINE Dual<T> operator+(Dual<T> a, const Dual<T>& b) { return a += b; }
-template <typename T> MFK_HD_INLINE Dual<T> operator-(Dual<T> a, const Dual<T>& b) { return a -= b; }
-template <typename T> MFK_HD_INLINE Dual<T> operator*(Dual<T> a, const Dual<T>& b) { return a *= b; }
-template <typename T> MFK_HD_INLINE Dual<T> operator/(Dual<T> a, const Dual<T>& b) { return a /= b; }
-template <typename T> MFK_HD_INLINE Dual<T> operator-(const Dual<T>& a) { return Dual<T>(-a.v, -a.d); }
+template <typename T>
+MFK_HD_INLINE Dual<T> operator+(Dual<T> a, const Dual<T>& b) {
+  return a += b;
+}
+template <typename T>
+MFK_HD_INLINE Dual<T> operator-(Dual<T> a, const Dual<T>& b) {
+  return a -= b;
+}
+template <typename T>
+MFK_HD_INLINE Dual<T> operator*(Dual<T> a, const Dual<T>& b) {
+  return a *= b;
+}
+template <typename T>
+MFK_HD_INLINE Dual<T> operator/(Dual<T> a, const Dual<T>& b) {
+  return a /= b;
+}
+template <typename T>
+MFK_HD_INLINE Dual<T> operator-(const Dual<T>& a) {
+  return Dual<T>(-a.v, -a.d);
+}
 
-template <typename T> MFK_HD_INLINE bool operator<(const Dual<T>& a, const Dual<T>& b) { return a.v < b.v; }
-template <typename T> MFK_HD_INLINE bool operator>(const Dual<T>& a, const Dual<T>& b) { return a.v > b.v; }
-template <typename T> MFK_HD_INLINE bool operator<=(const Dual<T>& a, const Dual<T>& b) { return a.v <= b.v; }
-template <typename T> MFK_HD_INLINE bool operator>=(const Dual<T>& a, const Dual<T>& b) { return a.v >= b.v; }
-template <typename T> MFK_HD_INLINE bool operator==(const Dual<T>& a, const Dual<T>& b) { return a.v == b.v; }
-template <typename T> MFK_HD_INLINE bool operator!=(const Dual<T>& a, const Dual<T>& b) { return a.v != b.v; }
+template <typename T>
+MFK_HD_INLINE bool operator<(const Dual<T>& a, const Dual<T>& b) {
+  return a.v < b.v;
+}
+template <typename T>
+MFK_HD_INLINE bool operator>(const Dual<T>& a, const Dual<T>& b) {
+  return a.v > b.v;
+}
+template <typename T>
+MFK_HD_INLINE bool operator<=(const Dual<T>& a, const Dual<T>& b) {
+  return a.v <= b.v;
+}
+template <typename T>
+MFK_HD_INLINE bool operator>=(const Dual<T>& a, const Dual<T>& b) {
+  return a.v >= b.v;
+}
+template <typename T>
+MFK_HD_INLINE bool operator==(const Dual<T>& a, const Dual<T>& b) {
+  return a.v == b.v;
+}
+template <typename T>
+MFK_HD_INLINE bool operator!=(const Dual<T>& a, const Dual<T>& b) {
+  return a.v != b.v;
+}
 
 // The scalar functions of host_device.h, each with its derivative; the value uses the same code.
-template <typename T> MFK_HD_INLINE Dual<T> exp_(const Dual<T>& a) {
+template <typename T>
+MFK_HD_INLINE Dual<T> exp_(const Dual<T>& a) {
   const T e = exp_(a.v);
   return Dual<T>(e, e * a.d);
 }
-template <typename T> MFK_HD_INLINE Dual<T> log_(const Dual<T>& a) { return Dual<T>(log_(a.v), a.d / a.v); }
-template <typename T> MFK_HD_INLINE Dual<T> log1p_(const Dual<T>& a) {
+template <typename T>
+MFK_HD_INLINE Dual<T> log_(const Dual<T>& a) {
+  return Dual<T>(log_(a.v), a.d / a.v);
+}
+template <typename T>
+MFK_HD_INLINE Dual<T> log1p_(const Dual<T>& a) {
   return Dual<T>(log1p_(a.v), a.d / (T(1) + a.v));
 }
-template <typename T> MFK_HD_INLINE Dual<T> sqrt_(const Dual<T>& a) {
+template <typename T>
+MFK_HD_INLINE Dual<T> sqrt_(const Dual<T>& a) {
   const T r = sqrt_(a.v);
   return Dual<T>(r, a.d / (T(2) * r));
 }
-template <typename T> MFK_HD_INLINE Dual<T> tanh_(const Dual<T>& a) {
+template <typename T>
+MFK_HD_INLINE Dual<T> tanh_(const Dual<T>& a) {
   const T t = tanh_(a.v);
   return Dual<T>(t, (T(1) - t * t) * a.d);
 }

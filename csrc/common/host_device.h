@@ -163,8 +163,7 @@ MFK_HD_INLINE float log_(float x) {
 }
 
 MFK_HD_INLINE double log_(double x) {
-  return log_impl_<double, uint64_t, 52, 1023>(x, 0x3fe6a09e667f3bcdull, 2.2250738585072014e-308,
-                                                4503599627370496.0);
+  return log_impl_<double, uint64_t, 52, 1023>(x, 0x3fe6a09e667f3bcdull, 2.2250738585072014e-308, 4503599627370496.0);
 }
 
 // log(1 + x) without cancellation for small x (Goldberg): log(u) * x / (u - 1) with u = 1 + x
@@ -181,27 +180,33 @@ MFK_HD_INLINE double tanh_(double x) { return tanh(x); }
 
 // NaN test that survives -ffast-math style flags and works on device without <cmath> overloads.
 template <typename T>
-MFK_HD_INLINE bool is_nan_(T x) { return x != x; }
+MFK_HD_INLINE bool is_nan_(T x) {
+  return x != x;
+}
 
 template <typename T>
-MFK_HD_INLINE T quiet_nan_() { return std::numeric_limits<T>::quiet_NaN(); }
+MFK_HD_INLINE T quiet_nan_() {
+  return std::numeric_limits<T>::quiet_NaN();
+}
 
 template <typename T>
-MFK_HD_INLINE T neg_inf_() { return -std::numeric_limits<T>::infinity(); }
+MFK_HD_INLINE T neg_inf_() {
+  return -std::numeric_limits<T>::infinity();
+}
 
 // Runs the statement(s) for i = tid, tid + nthreads, ... < n. One thread (the CPU) gets a plain
 // unit-stride loop, which compilers vectorise (a runtime stride of 1 would hide that from them). A
 // macro rather than a lambda: captured pointers lose __restrict__, and without it gcc needs more
 // runtime alias checks than it allows for loops over many arrays, and gives up vectorising.
-#define MFK_FOR_STRIDED(i, n, tid, nthreads, ...)                 \
-  if ((nthreads) == 1) {                                          \
-    for (int64_t i = 0; i < (n); ++i) {                           \
-      __VA_ARGS__;                                                \
-    }                                                             \
-  } else {                                                        \
-    for (int64_t i = (tid); i < (n); i += (nthreads)) {           \
-      __VA_ARGS__;                                                \
-    }                                                             \
+#define MFK_FOR_STRIDED(i, n, tid, nthreads, ...)       \
+  if ((nthreads) == 1) {                                \
+    for (int64_t i = 0; i < (n); ++i) {                 \
+      __VA_ARGS__;                                      \
+    }                                                   \
+  } else {                                              \
+    for (int64_t i = (tid); i < (n); i += (nthreads)) { \
+      __VA_ARGS__;                                      \
+    }                                                   \
   }
 
 // Walks the packed lower triangle (k, l), l <= k, in row-major packed order p = k(k+1)/2 + l,

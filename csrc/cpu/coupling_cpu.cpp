@@ -2,7 +2,7 @@
 // (two for volume_preserving, whose row mean comes first), rows in parallel.
 #include "../common/dual.h"
 #include "../math/coupling.h"
-#include "../ops/coupling_kernels.h"
+#include "../ops/coupling.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -24,8 +24,8 @@ T row_mean(const T* v, int64_t n, int mode) {
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> affine_forward_cpu(const at::Tensor& x, const at::Tensor& t,
-                                                      const at::Tensor& s, AffineOptions o) {
+std::tuple<at::Tensor, at::Tensor> affine_forward_cpu(const at::Tensor& x, const at::Tensor& t, const at::Tensor& s,
+                                                      AffineOptions o) {
   const int64_t B = x.size(0), n = x.size(1);
   at::Tensor out = at::empty_like(x);
   at::Tensor logabsdet = at::empty({B}, x.options());
@@ -39,9 +39,10 @@ std::tuple<at::Tensor, at::Tensor> affine_forward_cpu(const at::Tensor& x, const
         const int64_t r = b * n;
         const scalar_t mean = row_mean(sp + r, n, o.mode);
         double sum_a = 0;
-        MFK_WITH_AFFINE_MODE(o.mode, kMode,
-                             sum_a = affine_forward<kMode>(xp + r, tp + r, sp + r, op + r, n, clamp, mean, o.inverse, 0, 1);
-                             break)
+        MFK_WITH_AFFINE_MODE(
+            o.mode, kMode,
+            sum_a = affine_forward<kMode>(xp + r, tp + r, sp + r, op + r, n, clamp, mean, o.inverse, 0, 1);
+            break)
         lp[b] = row_logabsdet<scalar_t>(sum_a, o.mode, o.inverse);
       }
     });
@@ -55,8 +56,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> affine_backward_cpu(const at::Ten
                                                                    const at::Tensor& s, AffineOptions o) {
   const int64_t B = x.size(0), n = x.size(1);
   at::Tensor gx = at::empty_like(x), gt = at::empty_like(x), gs = at::empty_like(x);
+  // A gradient constant along each row (the expanded one `.sum()` hands back) is read as one value per
+  // row: materialising it would write and then read a tensor as large as x.
+  const bool row_constant = n > 1 && grad_out.stride(1) == 0;
+  const at::Tensor g = row_constant ? grad_out.select(1, 0).contiguous() : grad_out.contiguous();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mfkernels::affine_coupling_backward (cpu)", [&] {
-    const scalar_t *gp = grad_out.const_data_ptr<scalar_t>(), *glp = grad_logabsdet.const_data_ptr<scalar_t>(),
+    const scalar_t *gp = g.const_data_ptr<scalar_t>(), *glp = grad_logabsdet.const_data_ptr<scalar_t>(),
                    *xp = x.const_data_ptr<scalar_t>(), *tp = t.const_data_ptr<scalar_t>(),
                    *sp = s.const_data_ptr<scalar_t>();
     scalar_t *gxp = gx.mutable_data_ptr<scalar_t>(), *gtp = gt.mutable_data_ptr<scalar_t>(),
@@ -67,10 +72,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> affine_backward_cpu(const at::Ten
         const int64_t r = b * n;
         const scalar_t mean = row_mean(sp + r, n, o.mode);
         double sum_gs = 0;
-        MFK_WITH_AFFINE_MODE(o.mode, kMode,
-                             sum_gs = affine_backward<kMode>(gp + r, glp[b], xp + r, tp + r, sp + r, gxp + r, gtp + r,
-                                                             gsp + r, n, clamp, mean, o.inverse, 0, 1);
-                             break)
+        if (row_constant) {
+          MFK_WITH_AFFINE_MODE(o.mode, kMode,
+                               sum_gs = affine_backward<kMode, true>(gp + b, glp[b], xp + r, tp + r, sp + r, gxp + r,
+                                                                     gtp + r, gsp + r, n, clamp, mean, o.inverse, 0, 1);
+                               break)
+        } else {
+          MFK_WITH_AFFINE_MODE(o.mode, kMode,
+                               sum_gs = affine_backward<kMode>(gp + r, glp[b], xp + r, tp + r, sp + r, gxp + r, gtp + r,
+                                                               gsp + r, n, clamp, mean, o.inverse, 0, 1);
+                               break)
+        }
         if (o.mode == kVolumePreserving)
           subtract_mean(gsp + r, n, static_cast<scalar_t>(sum_gs / static_cast<double>(n)), 0, 1);
       }
@@ -79,10 +91,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> affine_backward_cpu(const at::Ten
   return {gx, gt, gs};
 }
 
-std::tuple<at::Tensor, at::Tensor> affine_jvp_cpu(const at::Tensor& x, const at::Tensor& t,
-                                                      const at::Tensor& s, const at::Tensor& x_dot,
-                                                      const at::Tensor& t_dot, const at::Tensor& s_dot,
-                                                      AffineOptions o) {
+std::tuple<at::Tensor, at::Tensor> affine_jvp_cpu(const at::Tensor& x, const at::Tensor& t, const at::Tensor& s,
+                                                  const at::Tensor& x_dot, const at::Tensor& t_dot,
+                                                  const at::Tensor& s_dot, AffineOptions o) {
   const int64_t B = x.size(0), n = x.size(1);
   at::Tensor out_dot = at::empty_like(x);
   at::Tensor logabsdet_dot = at::empty({B}, x.options());
@@ -99,7 +110,7 @@ std::tuple<at::Tensor, at::Tensor> affine_jvp_cpu(const at::Tensor& x, const at:
         double sum = 0;
         MFK_WITH_AFFINE_MODE(o.mode, kMode,
                              sum = affine_jvp<kMode>(xp + r, tp + r, sp + r, xdp + r, tdp + r, sdp + r, op + r, n,
-                                                         clamp, mean, dot_mean, o.inverse, 0, 1);
+                                                     clamp, mean, dot_mean, o.inverse, 0, 1);
                              break)
         lp[b] = row_logabsdet<scalar_t>(sum, o.mode, o.inverse);
       }
@@ -136,5 +147,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> affine_backward_dual_cpu(const at
   return {gx, gt, gs};
 }
 
+const Kernels kCpuKernels{affine_forward_cpu, affine_backward_cpu, affine_jvp_cpu, affine_backward_dual_cpu};
+
 }  // namespace coupling
 }  // namespace mfk
+
+TORCH_LIBRARY_IMPL(mfkernels, CPU, m) { mfk::coupling::register_drivers<mfk::coupling::kCpuKernels>(m); }

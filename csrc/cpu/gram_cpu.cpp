@@ -4,7 +4,7 @@
 // the Gram matrix comes from one batched BLAS product instead, because a tuned GEMM beats any
 // hand-written accumulation there, and only the d x d factorisation runs here.
 #include "../math/gram.h"
-#include "../ops/gram_kernels.h"
+#include "../ops/gram.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -106,5 +106,9 @@ at::Tensor jacobian_times_inverse_cpu(const at::Tensor& J, const at::Tensor& L, 
   return fused ? out : at::matmul(J, W);
 }
 
+const Kernels kCpuKernels{factor_cpu, jacobian_times_inverse_cpu};
+
 }  // namespace gram
 }  // namespace mfk
+
+TORCH_LIBRARY_IMPL(mfkernels, CPU, m) { mfk::gram::register_drivers<mfk::gram::kCpuKernels>(m); }

@@ -3,7 +3,7 @@
 // parallel over samples (each sample sums its blocks' terms itself: no reduction across threads).
 // Backward: parallel over blocks, each block summing over the batch the c x c and r x c terms it owns.
 #include "../math/nif_block.h"
-#include "../ops/nif_block_kernels.h"
+#include "../ops/nif_block.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -14,7 +14,7 @@
 #include <cmath>
 
 namespace mfk {
-namespace nif {
+namespace nif_block {
 namespace {
 
 int64_t grain(int64_t work_per_item) {
@@ -53,28 +53,29 @@ ForwardOutputs fused_forward_cpu(const at::Tensor& x, const at::Tensor& A, const
     // b may broadcast over the batch (stride 0): it is read in place, never materialised
     const int64_t b_stride = b.stride(0);
     MFK_NIF_WITH_LATENT(c, at::parallel_for(0, B, grain(P * (int64_t(r) * c + c * c)), [&](int64_t n0, int64_t n1) {
-      for (int64_t n = n0; n < n1; ++n) {
-        scalar_t lp = 0, mf = 0;
-        for (int64_t p = 0; p < P; ++p) {
-          const int64_t row = n * P + p;
-          scalar_t quad, u_zm, u_zp;
-          sample_forward<scalar_t, kC>(xp + row * r, bp + n * b_stride + p * r, Ap + p * r * c, iv + p * r,
-                                       K1p + p * c * c, K0p + p * c * c, r, c, tp + row * r, up + row * c,
-                                       zmp + row * c, zpp + row * c, quad, u_zm, u_zp);
-          add_block_terms(quad, u_zm, u_zp, sls[p], ldp + 2 * p, r, c, lp, mf);
-        }
-        lpx[n] = lp;
-        mfp[n] = mf;
-      }
-    }));
+                          for (int64_t n = n0; n < n1; ++n) {
+                            scalar_t lp = 0, mf = 0;
+                            for (int64_t p = 0; p < P; ++p) {
+                              const int64_t row = n * P + p;
+                              scalar_t quad, u_zm, u_zp;
+                              sample_forward<scalar_t, kC>(xp + row * r, bp + n * b_stride + p * r, Ap + p * r * c,
+                                                           iv + p * r, K1p + p * c * c, K0p + p * c * c, r, c,
+                                                           tp + row * r, up + row * c, zmp + row * c, zpp + row * c,
+                                                           quad, u_zm, u_zp);
+                              add_block_terms(quad, u_zm, u_zp, sls[p], ldp + 2 * p, r, c, lp, mf);
+                            }
+                            lpx[n] = lp;
+                            mfp[n] = mf;
+                          }
+                        }));
   });
   return out.outputs();
 }
 
-BackwardOutputs fused_backward_cpu(const at::Tensor& g_log_px, const at::Tensor& g_manifold,
-                                   const at::Tensor& g_z_mean, const at::Tensor& g_z_point, const at::Tensor& A,
-                                   const at::Tensor& inv_var, const at::Tensor& t, const at::Tensor& z_mean,
-                                   const at::Tensor& z_point, const at::Tensor& K1, const at::Tensor& K0) {
+BackwardOutputs fused_backward_cpu(const at::Tensor& g_log_px, const at::Tensor& g_manifold, const at::Tensor& g_z_mean,
+                                   const at::Tensor& g_z_point, const at::Tensor& A, const at::Tensor& inv_var,
+                                   const at::Tensor& t, const at::Tensor& z_mean, const at::Tensor& z_point,
+                                   const at::Tensor& K1, const at::Tensor& K0) {
   const int64_t B = t.size(0), P = A.size(0);
   const int r = static_cast<int>(A.size(1)), c = static_cast<int>(A.size(2));
   at::Tensor grad_x = at::empty_like(t), grad_A = at::empty_like(A), grad_log_sigma = at::empty_like(inv_var);
@@ -94,15 +95,20 @@ BackwardOutputs fused_backward_cpu(const at::Tensor& g_log_px, const at::Tensor&
     scalar_t* gA = grad_A.mutable_data_ptr<scalar_t>();
     scalar_t* gls = grad_log_sigma.mutable_data_ptr<scalar_t>();
     MFK_NIF_WITH_LATENT(c, at::parallel_for(0, P, grain(B * (int64_t(r) * c + c * c)), [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p) {
-        block_backward<scalar_t, kC>(B, g1, g2, gm + p * c, gp + p * c, Ap + p * r * c, iv + p * r, tp + p * r,
-                                     zm + p * c, zp + p * c, K1p + p * c * c, K0p + p * c * c, r, c, P * r, P * c,
-                                     gx + p * r, gA + p * r * c, gls + p * r);
-      }
-    }));
+                          for (int64_t p = p0; p < p1; ++p) {
+                            block_backward<scalar_t, kC>(B, g1, g2, gm + p * c, gp + p * c, Ap + p * r * c, iv + p * r,
+                                                         tp + p * r, zm + p * c, zp + p * c, K1p + p * c * c,
+                                                         K0p + p * c * c, r, c, P * r, P * c, gx + p * r,
+                                                         gA + p * r * c, gls + p * r);
+                          }
+                        }));
   });
   return {grad_x, grad_A, grad_log_sigma};
 }
 
-}  // namespace nif
+const Kernels kCpuKernels{fused_forward_cpu, fused_backward_cpu};
+
+}  // namespace nif_block
 }  // namespace mfk
+
+TORCH_LIBRARY_IMPL(mfkernels, CPU, m) { mfk::nif_block::register_drivers<mfk::nif_block::kCpuKernels>(m); }

@@ -7,7 +7,7 @@
 // same step functions per element.
 #include "../common/dual.h"
 #include "../math/rq_spline_config.h"
-#include "../ops/rq_spline_kernels.h"
+#include "../ops/rq_spline.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -18,7 +18,7 @@
 #include <vector>
 
 namespace mfk {
-namespace spline {
+namespace rq_spline {
 namespace {
 
 constexpr int64_t kChunk = 64;
@@ -66,8 +66,8 @@ struct Lanes {
 // width and height logits in pw, ph are replaced by their softmax probabilities, so each exp is
 // computed once and the later steps (scan, gradients, tangents) only multiply and select.
 template <bool kInv, bool kLin, typename T>
-void locate_chunk(int64_t n, const T* MFK_RESTRICT x, T* MFK_RESTRICT pw, T* MFK_RESTRICT ph,
-                  const T* MFK_RESTRICT ud, const SplineConfig<T>& config, Lanes<T>& L) {
+void locate_chunk(int64_t n, const T* MFK_RESTRICT x, T* MFK_RESTRICT pw, T* MFK_RESTRICT ph, const T* MFK_RESTRICT ud,
+                  const SplineConfig<T>& config, Lanes<T>& L) {
   const SplineConfig<T> c = config;  // a local copy: stores to the lanes cannot alias it
   const int K = c.num_bins;
   L.spread_w = make_bin_sizes(T(0), T(1), K, c.min_bin_width).spread;
@@ -194,9 +194,9 @@ void backward_chunk(int64_t n, const T* MFK_RESTRICT go, const T* MFK_RESTRICT g
 
 template <bool kInv, bool kLin, typename T>
 void jvp_chunk(int64_t n, const T* MFK_RESTRICT x, const T* MFK_RESTRICT pw, const T* MFK_RESTRICT ph,
-                   const T* MFK_RESTRICT xd, const T* MFK_RESTRICT uwd, const T* MFK_RESTRICT uhd,
-                   const T* MFK_RESTRICT udd, const SplineConfig<T>& config, Lanes<T>& L, T* MFK_RESTRICT out_dot,
-                   T* MFK_RESTRICT logabsdet_dot) {
+               const T* MFK_RESTRICT xd, const T* MFK_RESTRICT uwd, const T* MFK_RESTRICT uhd,
+               const T* MFK_RESTRICT udd, const SplineConfig<T>& config, Lanes<T>& L, T* MFK_RESTRICT out_dot,
+               T* MFK_RESTRICT logabsdet_dot) {
   const SplineConfig<T> c = config;  // a local copy: stores to the lanes cannot alias it
   const int K = c.num_bins;
   const T span = T(2) * c.bound;
@@ -223,10 +223,10 @@ void jvp_chunk(int64_t n, const T* MFK_RESTRICT x, const T* MFK_RESTRICT pw, con
   for (int64_t e = 0; e < n; ++e) {
     const Bin<T> b = L.bin(e);
     Local<T> t{xd[e], T(0), T(0), T(0), T(0), L.gd0[e], L.gd1[e]};
-    knot_tangent_finish(b.k, b.pw0, b.pw1, KnotTangentSums<T>{L.bw[e], L.tw[e], L.sw[e]}, K, span,
-                        L.spread_w, t.x0, t.x1);
-    knot_tangent_finish(b.k, b.ph0, b.ph1, KnotTangentSums<T>{L.bh[e], L.th[e], L.sh[e]}, K, span,
-                        L.spread_h, t.y0, t.y1);
+    knot_tangent_finish(b.k, b.pw0, b.pw1, KnotTangentSums<T>{L.bw[e], L.tw[e], L.sw[e]}, K, span, L.spread_w, t.x0,
+                        t.x1);
+    knot_tangent_finish(b.k, b.ph0, b.ph1, KnotTangentSums<T>{L.bh[e], L.th[e], L.sh[e]}, K, span, L.spread_h, t.y0,
+                        t.y1);
     T yd, ld;
     tangent_finish<kInv, kLin>(b, L.v[e], t, K, yd, ld);
     const bool inside = in_domain(x[e], c);
@@ -248,8 +248,8 @@ void for_each_chunk(int64_t N, int64_t columns_per_element, const F& chunk) {
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> rq_forward_cpu(const at::Tensor& inputs, const at::Tensor& uw,
-                                                  const at::Tensor& uh, const at::Tensor& ud, SplineOptions o) {
+std::tuple<at::Tensor, at::Tensor> rq_forward_cpu(const at::Tensor& inputs, const at::Tensor& uw, const at::Tensor& uh,
+                                                  const at::Tensor& ud, SplineOptions o) {
   at::Tensor out = at::empty_like(inputs), logabsdet = at::empty_like(inputs);
   const int64_t N = inputs.numel(), K = uw.size(-1), Kd = ud.size(-1);
   AT_DISPATCH_FLOATING_TYPES(inputs.scalar_type(), "mfkernels::rq_spline (cpu)", [&] {
@@ -285,10 +285,9 @@ void backward_elements(int64_t N, int64_t K, int64_t Kd, const SplineConfig<T>& 
     to_columns(w + c0 * K, K, n, cw);
     to_columns(h + c0 * K, K, n, ch);
     to_columns(d + c0 * Kd, Kd, n, cd);
-    MFK_WITH_SPLINE_VARIANT(inverse, linear, kInv, kLin,
-                            locate_chunk<kInv, kLin>(n, in + c0, cw, ch, cd, c, L);
-                            backward_chunk<kInv, kLin>(n, go + c0, gl + c0, in + c0, cw, ch, c, L, gi + c0, cgw,
-                                                       cgh, cgd))
+    MFK_WITH_SPLINE_VARIANT(
+        inverse, linear, kInv, kLin, locate_chunk<kInv, kLin>(n, in + c0, cw, ch, cd, c, L);
+        backward_chunk<kInv, kLin>(n, go + c0, gl + c0, in + c0, cw, ch, c, L, gi + c0, cgw, cgh, cgd))
     from_columns(cgw, K, n, gw + c0 * K);
     from_columns(cgh, K, n, gh + c0 * K);
     from_columns(cgd, Kd, n, gd + c0 * Kd);
@@ -297,28 +296,28 @@ void backward_elements(int64_t N, int64_t K, int64_t Kd, const SplineConfig<T>& 
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rq_backward_cpu(
-    const at::Tensor& grad_out, const at::Tensor& grad_logabsdet, const at::Tensor& inputs, const at::Tensor& uw,
-    const at::Tensor& uh, const at::Tensor& ud, SplineOptions o) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rq_backward_cpu(const at::Tensor& grad_out,
+                                                                           const at::Tensor& grad_logabsdet,
+                                                                           const at::Tensor& inputs,
+                                                                           const at::Tensor& uw, const at::Tensor& uh,
+                                                                           const at::Tensor& ud, SplineOptions o) {
   at::Tensor g_in = at::empty_like(inputs), g_w = at::empty_like(uw), g_h = at::empty_like(uh),
              g_d = at::empty_like(ud);
   const int64_t N = inputs.numel(), K = uw.size(-1), Kd = ud.size(-1);
   AT_DISPATCH_FLOATING_TYPES(inputs.scalar_type(), "mfkernels::rq_spline_backward (cpu)", [&] {
     using T = scalar_t;
-    backward_elements<T>(N, K, Kd, make_config<T>(o, K, Kd), o.inverse, o.linear_tails,
-                         grad_out.const_data_ptr<T>(), grad_logabsdet.const_data_ptr<T>(), inputs.const_data_ptr<T>(),
-                         uw.const_data_ptr<T>(), uh.const_data_ptr<T>(), ud.const_data_ptr<T>(),
-                         g_in.mutable_data_ptr<T>(), g_w.mutable_data_ptr<T>(), g_h.mutable_data_ptr<T>(),
-                         g_d.mutable_data_ptr<T>());
+    backward_elements<T>(N, K, Kd, make_config<T>(o, K, Kd), o.inverse, o.linear_tails, grad_out.const_data_ptr<T>(),
+                         grad_logabsdet.const_data_ptr<T>(), inputs.const_data_ptr<T>(), uw.const_data_ptr<T>(),
+                         uh.const_data_ptr<T>(), ud.const_data_ptr<T>(), g_in.mutable_data_ptr<T>(),
+                         g_w.mutable_data_ptr<T>(), g_h.mutable_data_ptr<T>(), g_d.mutable_data_ptr<T>());
   });
   return {g_in, g_w, g_h, g_d};
 }
 
-std::tuple<at::Tensor, at::Tensor> rq_jvp_cpu(const at::Tensor& inputs, const at::Tensor& uw,
-                                                  const at::Tensor& uh, const at::Tensor& ud,
-                                                  const at::Tensor& inputs_dot, const at::Tensor& uw_dot,
-                                                  const at::Tensor& uh_dot, const at::Tensor& ud_dot,
-                                                  SplineOptions o) {
+std::tuple<at::Tensor, at::Tensor> rq_jvp_cpu(const at::Tensor& inputs, const at::Tensor& uw, const at::Tensor& uh,
+                                              const at::Tensor& ud, const at::Tensor& inputs_dot,
+                                              const at::Tensor& uw_dot, const at::Tensor& uh_dot,
+                                              const at::Tensor& ud_dot, SplineOptions o) {
   at::Tensor out_dot = at::empty_like(inputs), logabsdet_dot = at::empty_like(inputs);
   const int64_t N = inputs.numel(), K = uw.size(-1), Kd = ud.size(-1);
   AT_DISPATCH_FLOATING_TYPES(inputs.scalar_type(), "mfkernels::rq_spline_jvp (cpu)", [&] {
@@ -337,10 +336,9 @@ std::tuple<at::Tensor, at::Tensor> rq_jvp_cpu(const at::Tensor& inputs, const at
       to_columns(wd + c0 * K, K, n, cwd);
       to_columns(hd + c0 * K, K, n, chd);
       to_columns(dd + c0 * Kd, Kd, n, cdd);
-      MFK_WITH_SPLINE_VARIANT(o.inverse, o.linear_tails, kInv, kLin,
-                              locate_chunk<kInv, kLin>(n, in + c0, cw, ch, cd, c, L);
-                              jvp_chunk<kInv, kLin>(n, in + c0, cw, ch, ind + c0, cwd, chd, cdd, c, L, op + c0,
-                                                        lp + c0))
+      MFK_WITH_SPLINE_VARIANT(
+          o.inverse, o.linear_tails, kInv, kLin, locate_chunk<kInv, kLin>(n, in + c0, cw, ch, cd, c, L);
+          jvp_chunk<kInv, kLin>(n, in + c0, cw, ch, ind + c0, cwd, chd, cdd, c, L, op + c0, lp + c0))
     });
   });
   return {out_dot, logabsdet_dot};
@@ -364,5 +362,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rq_backward_dual_cpu(
   return {g_in, g_w, g_h, g_d};
 }
 
-}  // namespace spline
+const Kernels kCpuKernels{rq_forward_cpu, rq_backward_cpu, rq_jvp_cpu, rq_backward_dual_cpu};
+
+}  // namespace rq_spline
 }  // namespace mfk
+
+TORCH_LIBRARY_IMPL(mfkernels, CPU, m) { mfk::rq_spline::register_drivers<mfk::rq_spline::kCpuKernels>(m); }

@@ -44,8 +44,8 @@ __global__ void forward_kernel(const T* __restrict__ x, const T* __restrict__ t,
                                T* __restrict__ out, T* __restrict__ logabsdet, int64_t n, T clamp, bool inverse) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * n;
   const T mean = block_row_mean(s + r, n, kMode);
-  const double sum_a = block_sum(
-      affine_forward<kMode>(x + r, t + r, s + r, out + r, n, clamp, mean, inverse, threadIdx.x, blockDim.x));
+  const double sum_a =
+      block_sum(affine_forward<kMode>(x + r, t + r, s + r, out + r, n, clamp, mean, inverse, threadIdx.x, blockDim.x));
   if (threadIdx.x == 0) logabsdet[blockIdx.x] = row_logabsdet<T>(sum_a, kMode, inverse);
 }
 
@@ -55,24 +55,21 @@ __global__ void backward_kernel(const T* __restrict__ g, const T* __restrict__ g
                                 T* __restrict__ gt, T* __restrict__ gs, int64_t n, T clamp, bool inverse) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * n;
   const T mean = block_row_mean(s + r, n, kMode);
-  const double sum_gs = block_sum(affine_backward<kMode>(g + r, gl[blockIdx.x], x + r, t + r, s + r, gx + r,
-                                                         gt + r, gs + r, n, clamp, mean, inverse, threadIdx.x,
-                                                         blockDim.x));
+  const double sum_gs = block_sum(affine_backward<kMode>(g + r, gl[blockIdx.x], x + r, t + r, s + r, gx + r, gt + r,
+                                                         gs + r, n, clamp, mean, inverse, threadIdx.x, blockDim.x));
   if (kMode == kVolumePreserving)
     subtract_mean(gs + r, n, static_cast<T>(sum_gs / static_cast<double>(n)), threadIdx.x, blockDim.x);
 }
 
 template <int kMode, typename T>
 __global__ void jvp_kernel(const T* __restrict__ x, const T* __restrict__ t, const T* __restrict__ s,
-                               const T* __restrict__ x_dot, const T* __restrict__ t_dot,
-                               const T* __restrict__ s_dot, T* __restrict__ out_dot,
-                               T* __restrict__ logabsdet_dot, int64_t n, T clamp, bool inverse) {
+                           const T* __restrict__ x_dot, const T* __restrict__ t_dot, const T* __restrict__ s_dot,
+                           T* __restrict__ out_dot, T* __restrict__ logabsdet_dot, int64_t n, T clamp, bool inverse) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * n;
   const T mean = block_row_mean(s + r, n, kMode);
   const T dot_mean = block_row_mean(s_dot + r, n, kMode);
-  const double sum = block_sum(affine_jvp<kMode>(x + r, t + r, s + r, x_dot + r, t_dot + r, s_dot + r,
-                                                     out_dot + r, n, clamp, mean, dot_mean, inverse, threadIdx.x,
-                                                     blockDim.x));
+  const double sum = block_sum(affine_jvp<kMode>(x + r, t + r, s + r, x_dot + r, t_dot + r, s_dot + r, out_dot + r, n,
+                                                 clamp, mean, dot_mean, inverse, threadIdx.x, blockDim.x));
   if (threadIdx.x == 0) logabsdet_dot[blockIdx.x] = row_logabsdet<T>(sum, kMode, inverse);
 }
 
@@ -84,12 +81,13 @@ __global__ void backward_dual_kernel(const T* __restrict__ g, const T* __restric
                                      T* __restrict__ gx, T* __restrict__ gt, T* __restrict__ gs, int64_t n, T clamp,
                                      bool inverse) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * n;
-  affine_backward<kMode>(g + r, gl[blockIdx.x], x + r, t + r, s + r, gx + r, gt + r, gs + r, n, clamp,
-                         mean[blockIdx.x], inverse, threadIdx.x, blockDim.x);
+  affine_backward<kMode>(g + r, gl[blockIdx.x], x + r, t + r, s + r, gx + r, gt + r, gs + r, n, clamp, mean[blockIdx.x],
+                         inverse, threadIdx.x, blockDim.x);
 }
 
-inline int threads_for(int64_t n) { return static_cast<int>(std::min<int64_t>(kThreads, std::max<int64_t>(32, (n + 31) / 32 * 32))); }
-
+inline int threads_for(int64_t n) {
+  return static_cast<int>(std::min<int64_t>(kThreads, std::max<int64_t>(32, (n + 31) / 32 * 32)));
+}
 
 }  // namespace device
 }  // namespace coupling

@@ -4,7 +4,7 @@
 #include "../common/dual.h"
 #include "../math/coupling.h"
 #include "coupling.cuh"
-#include "../ops/coupling_kernels.h"
+#include "../ops/coupling.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
@@ -25,8 +25,8 @@ void check_grid(int64_t B) {
 }
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> affine_forward_cuda(const at::Tensor& x, const at::Tensor& t,
-                                                       const at::Tensor& s, AffineOptions o) {
+std::tuple<at::Tensor, at::Tensor> affine_forward_cuda(const at::Tensor& x, const at::Tensor& t, const at::Tensor& s,
+                                                       AffineOptions o) {
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t B = x.size(0), n = x.size(1);
   at::Tensor out = at::empty_like(x);
@@ -45,7 +45,7 @@ std::tuple<at::Tensor, at::Tensor> affine_forward_cuda(const at::Tensor& x, cons
   return {out, logabsdet};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> affine_backward_cuda(const at::Tensor& grad_out,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> affine_backward_cuda(const at::Tensor& grad_out_any_layout,
                                                                     const at::Tensor& grad_logabsdet,
                                                                     const at::Tensor& x, const at::Tensor& t,
                                                                     const at::Tensor& s, AffineOptions o) {
@@ -54,6 +54,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> affine_backward_cuda(const at::Te
   at::Tensor gx = at::empty_like(x), gt = at::empty_like(x), gs = at::empty_like(x);
   if (B == 0) return {gx, gt, gs};
   check_grid(B);
+  const at::Tensor grad_out = grad_out_any_layout.contiguous();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mfkernels::affine_coupling_backward (cuda)", [&] {
     MFK_WITH_AFFINE_MODE(o.mode, kMode,
                          backward_kernel<kMode, scalar_t><<<B, threads_for(n), 0, c10::cuda::getCurrentCUDAStream()>>>(
@@ -67,10 +68,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> affine_backward_cuda(const at::Te
   return {gx, gt, gs};
 }
 
-std::tuple<at::Tensor, at::Tensor> affine_jvp_cuda(const at::Tensor& x, const at::Tensor& t,
-                                                       const at::Tensor& s, const at::Tensor& x_dot,
-                                                       const at::Tensor& t_dot, const at::Tensor& s_dot,
-                                                       AffineOptions o) {
+std::tuple<at::Tensor, at::Tensor> affine_jvp_cuda(const at::Tensor& x, const at::Tensor& t, const at::Tensor& s,
+                                                   const at::Tensor& x_dot, const at::Tensor& t_dot,
+                                                   const at::Tensor& s_dot, AffineOptions o) {
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t B = x.size(0), n = x.size(1);
   at::Tensor out_dot = at::empty_like(x);
@@ -114,5 +114,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> affine_backward_dual_cuda(const a
   return {gx, gt, gs};
 }
 
+const Kernels kCudaKernels{affine_forward_cuda, affine_backward_cuda, affine_jvp_cuda, affine_backward_dual_cuda};
+
 }  // namespace coupling
 }  // namespace mfk
+
+TORCH_LIBRARY_IMPL(mfkernels, CUDA, m) { mfk::coupling::register_drivers<mfk::coupling::kCudaKernels>(m); }

@@ -30,8 +30,7 @@ inline int threads_for(int d) {
 // Block-cooperative pivoted Cholesky of A (lower, in place) from the steps of math/gram.h: thread 0
 // chooses each pivot, the block shares swaps, column scaling and trailing update between barriers.
 template <typename T>
-__device__ FactorStatus cholesky_pivoted_block(T* A, int lda, int d, T rtol, int64_t* perm,
-                                               T* half_logdet) {
+__device__ FactorStatus cholesky_pivoted_block(T* A, int lda, int d, T rtol, int64_t* perm, T* half_logdet) {
   __shared__ int status;
   __shared__ int pivot_index;
   __shared__ double tol_and_acc[2];
@@ -128,8 +127,8 @@ __global__ void scaled_inverse_kernel(const T* __restrict__ L, const int64_t* __
   }
   lower_inverse_columns(L + off, d, d, X + off, d, threadIdx.x, blockDim.x);
   __syncthreads();
-  scaled_inverse_from_lower_inverse(X + off, d, d, perm + static_cast<int64_t>(blockIdx.x) * d, s,
-                                    W + off, d, threadIdx.x, blockDim.x);
+  scaled_inverse_from_lower_inverse(X + off, d, d, perm + static_cast<int64_t>(blockIdx.x) * d, s, W + off, d,
+                                    threadIdx.x, blockDim.x);
 }
 
 }  // namespace device

@@ -6,7 +6,7 @@
 // batched cuBLAS product (through ATen) and the same block-cooperative factorisation runs in place.
 #include "../math/gram.h"
 #include "gram.cuh"
-#include "../ops/gram_kernels.h"
+#include "../ops/gram.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
@@ -38,13 +38,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> factor_cuda(const at::Tensor& J, 
     const scalar_t tol = static_cast<scalar_t>(rtol);
     if (fused) {
       const size_t smem = sizeof(scalar_t) * (size_t(d) * d + size_t(kTileRows) * d);
-      factor_fused_kernel<scalar_t><<<B, threads, smem, stream>>>(
-          J.const_data_ptr<scalar_t>(), D, d, L.mutable_data_ptr<scalar_t>(),
-          perm.mutable_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(), tol);
+      factor_fused_kernel<scalar_t>
+          <<<B, threads, smem, stream>>>(J.const_data_ptr<scalar_t>(), D, d, L.mutable_data_ptr<scalar_t>(),
+                                         perm.mutable_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(), tol);
     } else {
       factor_inplace_kernel<scalar_t><<<B, threads, 0, stream>>>(
-          L.mutable_data_ptr<scalar_t>(), d, perm.mutable_data_ptr<int64_t>(),
-          out.mutable_data_ptr<scalar_t>(), tol);
+          L.mutable_data_ptr<scalar_t>(), d, perm.mutable_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(), tol);
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
@@ -70,17 +69,9 @@ at::Tensor jacobian_times_inverse_cuda(const at::Tensor& J, const at::Tensor& L,
   return at::matmul(J, W);
 }
 
-// The compiler's own record of the architectures this file was built for (nvcc defines it on the
-// host pass too), so `mfkernels info` reports what was compiled, not what was asked for.
-#define MFK_STR2(x) #x
-#define MFK_STR(x) MFK_STR2(x)
-const char* cuda_arch_list() {
-#ifdef __CUDA_ARCH_LIST__
-  return MFK_STR(__CUDA_ARCH_LIST__);
-#else
-  return "unknown";
-#endif
-}
+const Kernels kCudaKernels{factor_cuda, jacobian_times_inverse_cuda};
 
 }  // namespace gram
 }  // namespace mfk
+
+TORCH_LIBRARY_IMPL(mfkernels, CUDA, m) { mfk::gram::register_drivers<mfk::gram::kCudaKernels>(m); }

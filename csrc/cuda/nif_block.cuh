@@ -10,7 +10,7 @@
 #include <cstdint>
 
 namespace mfk {
-namespace nif {
+namespace nif_block {
 namespace device {
 
 constexpr int kThreads = 128;
@@ -26,17 +26,17 @@ __global__ void setup_kernel(int64_t P, const T* A, const T* inv_var, int r, int
 
 template <typename T>
 __global__ void forward_kernel(int64_t B, int64_t P, const T* x, const T* b, int64_t b_stride, const T* A,
-                               const T* inv_var,
-                               const T* sum_log_sigma, const T* K1, const T* K0, const T* logdets, int r, int c,
-                               T* t, T* u, T* z_mean, T* z_point, T* log_px, T* manifold) {
+                               const T* inv_var, const T* sum_log_sigma, const T* K1, const T* K0, const T* logdets,
+                               int r, int c, T* t, T* u, T* z_mean, T* z_point, T* log_px, T* manifold) {
   const int64_t n = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (n >= B) return;
   T lp = T(0), mf = T(0);
   for (int64_t p = 0; p < P; ++p) {
     const int64_t row = n * P + p;
     T quad, u_zm, u_zp;
-    sample_forward(x + row * r, b + n * b_stride + p * r, A + p * r * c, inv_var + p * r, K1 + p * c * c, K0 + p * c * c, r, c,
-                   t + row * r, u + row * c, z_mean + row * c, z_point + row * c, quad, u_zm, u_zp);
+    sample_forward(x + row * r, b + n * b_stride + p * r, A + p * r * c, inv_var + p * r, K1 + p * c * c,
+                   K0 + p * c * c, r, c, t + row * r, u + row * c, z_mean + row * c, z_point + row * c, quad, u_zm,
+                   u_zp);
     add_block_terms(quad, u_zm, u_zp, sum_log_sigma[p], logdets + 2 * p, r, c, lp, mf);
   }
   log_px[n] = lp;
@@ -55,5 +55,5 @@ __global__ void backward_kernel(int64_t B, int64_t P, const T* g1, const T* g2, 
 }
 
 }  // namespace device
-}  // namespace nif
+}  // namespace nif_block
 }  // namespace mfk

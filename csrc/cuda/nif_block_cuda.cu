@@ -4,7 +4,7 @@
 // over the batch). Simple, not tuned: UNVERIFIED on hardware (no GPU was available when written).
 #include "../math/nif_block.h"
 #include "nif_block.cuh"
-#include "../ops/nif_block_kernels.h"
+#include "../ops/nif_block.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
@@ -16,7 +16,7 @@
 #include <cmath>
 
 namespace mfk {
-namespace nif {
+namespace nif_block {
 using namespace device;
 
 ForwardOutputs fused_forward_cuda(const at::Tensor& x, const at::Tensor& A, const at::Tensor& b,
@@ -72,5 +72,9 @@ BackwardOutputs fused_backward_cuda(const at::Tensor& g_log_px, const at::Tensor
   return {grad_x, grad_A, grad_log_sigma};
 }
 
-}  // namespace nif
+const Kernels kCudaKernels{fused_forward_cuda, fused_backward_cuda};
+
+}  // namespace nif_block
 }  // namespace mfk
+
+TORCH_LIBRARY_IMPL(mfkernels, CUDA, m) { mfk::nif_block::register_drivers<mfk::nif_block::kCudaKernels>(m); }

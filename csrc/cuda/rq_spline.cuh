@@ -10,7 +10,7 @@
 #include <cstdint>
 
 namespace mfk {
-namespace spline {
+namespace rq_spline {
 namespace device {
 
 constexpr int kThreads = 256;
@@ -37,13 +37,13 @@ __global__ void backward_kernel(const T* __restrict__ go, const T* __restrict__ 
 
 template <bool kInv, bool kLin, typename T>
 __global__ void jvp_kernel(const T* __restrict__ in, const T* __restrict__ w, const T* __restrict__ h,
-                               const T* __restrict__ d, const T* __restrict__ in_dot, const T* __restrict__ w_dot,
-                               const T* __restrict__ h_dot, const T* __restrict__ d_dot, T* __restrict__ out_dot,
-                               T* __restrict__ logabsdet_dot, int64_t n, SplineConfig<T> c) {
+                           const T* __restrict__ d, const T* __restrict__ in_dot, const T* __restrict__ w_dot,
+                           const T* __restrict__ h_dot, const T* __restrict__ d_dot, T* __restrict__ out_dot,
+                           T* __restrict__ logabsdet_dot, int64_t n, SplineConfig<T> c) {
   const int K = c.num_bins, Kd = c.num_derivs;
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x)
     element_jvp<kInv, kLin>(in[e], w + e * K, h + e * K, d + e * Kd, in_dot[e], w_dot + e * K, h_dot + e * K,
-                                d_dot + e * Kd, 1, c, out_dot[e], logabsdet_dot[e]);
+                            d_dot + e * Kd, 1, c, out_dot[e], logabsdet_dot[e]);
 }
 
 inline unsigned blocks_for(int64_t n) {
@@ -51,5 +51,5 @@ inline unsigned blocks_for(int64_t n) {
 }
 
 }  // namespace device
-}  // namespace spline
+}  // namespace rq_spline
 }  // namespace mfk

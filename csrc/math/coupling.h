@@ -27,24 +27,24 @@ enum AffineMode : int { kExp = 0, kSoftclamp = 1, kSigmoid = 2, kVolumePreservin
 
 // The mode is a template parameter inside the row loops, so each loop is straight-line code the
 // compiler can vectorise; MFK_WITH_AFFINE_MODE turns the runtime mode into that parameter.
-#define MFK_WITH_AFFINE_MODE(mode, K, ...)                        \
-  switch (mode) {                                                 \
-    case ::mfk::coupling::kSoftclamp: {                           \
-      constexpr int K = ::mfk::coupling::kSoftclamp;              \
-      __VA_ARGS__;                                                \
-    }                                                             \
-    case ::mfk::coupling::kSigmoid: {                             \
-      constexpr int K = ::mfk::coupling::kSigmoid;                \
-      __VA_ARGS__;                                                \
-    }                                                             \
-    case ::mfk::coupling::kVolumePreserving: {                    \
-      constexpr int K = ::mfk::coupling::kVolumePreserving;       \
-      __VA_ARGS__;                                                \
-    }                                                             \
-    default: {                                                    \
-      constexpr int K = ::mfk::coupling::kExp;                    \
-      __VA_ARGS__;                                                \
-    }                                                             \
+#define MFK_WITH_AFFINE_MODE(mode, K, ...)                  \
+  switch (mode) {                                           \
+    case ::mfk::coupling::kSoftclamp: {                     \
+      constexpr int K = ::mfk::coupling::kSoftclamp;        \
+      __VA_ARGS__;                                          \
+    }                                                       \
+    case ::mfk::coupling::kSigmoid: {                       \
+      constexpr int K = ::mfk::coupling::kSigmoid;          \
+      __VA_ARGS__;                                          \
+    }                                                       \
+    case ::mfk::coupling::kVolumePreserving: {              \
+      constexpr int K = ::mfk::coupling::kVolumePreserving; \
+      __VA_ARGS__;                                          \
+    }                                                       \
+    default: {                                              \
+      constexpr int K = ::mfk::coupling::kExp;              \
+      __VA_ARGS__;                                          \
+    }                                                       \
   }
 
 // a(s); volume_preserving subtracts the row mean (passed in).
@@ -79,7 +79,7 @@ MFK_HD_INLINE T log_scale_derivative(T s, T clamp) {
 template <typename T>
 MFK_HD double partial_sum(const T* v, int64_t n, int64_t tid, int64_t nthreads) {
   double acc = 0;
-  MFK_FOR_STRIDED(i, n, tid, nthreads,  acc += static_cast<double>(v[i]))
+  MFK_FOR_STRIDED(i, n, tid, nthreads, acc += static_cast<double>(v[i]))
   return acc;
 }
 
@@ -90,48 +90,36 @@ MFK_HD double affine_forward(const T* MFK_RESTRICT x, const T* MFK_RESTRICT t, c
                              int64_t nthreads) {
   T acc = T(0);
   if (inverse) {
-    MFK_FOR_STRIDED(i, n, tid, nthreads,
-      const T a = log_scale<kMode>(s[i], clamp, row_mean);
-      out[i] = (x[i] - t[i]) * exp_(-a);
-      acc += a)
+    MFK_FOR_STRIDED(i, n, tid, nthreads, const T a = log_scale<kMode>(s[i], clamp, row_mean);
+                    out[i] = (x[i] - t[i]) * exp_(-a); acc += a)
   } else {
-    MFK_FOR_STRIDED(i, n, tid, nthreads,
-      const T a = log_scale<kMode>(s[i], clamp, row_mean);
-      out[i] = x[i] * exp_(a) + t[i];
-      acc += a)
+    MFK_FOR_STRIDED(i, n, tid, nthreads, const T a = log_scale<kMode>(s[i], clamp, row_mean);
+                    out[i] = x[i] * exp_(a) + t[i]; acc += a)
   }
   return static_cast<double>(acc);
 }
 
 // Gradients of the row given g = dL/dout and gl = dL/dlogabsdet. Writes gx, gt and, in gs, dL/da
 // times da/ds (for volume_preserving: dL/da; the caller subtracts its row mean). Returns this
-// thread's sum of what it wrote to gs (that mean's numerator).
+// thread's sum of what it wrote to gs (that mean's numerator). kRowConstantGrad: g points at one value
+// for the whole row (an expanded gradient, e.g. of `.sum()`), read as it is instead of materialised.
 //   forward: dout/dx = e^a, dout/dt = 1,       dL/da = g x e^a + gl
 //   inverse: dout/dx = e^-a, dout/dt = -e^-a,  dL/da = -g (x - t) e^-a - gl
-template <int kMode, typename T>
+template <int kMode, bool kRowConstantGrad = false, typename T>
 MFK_HD double affine_backward(const T* MFK_RESTRICT g, T gl, const T* MFK_RESTRICT x, const T* MFK_RESTRICT t,
-                              const T* MFK_RESTRICT s, T* MFK_RESTRICT gx, T* MFK_RESTRICT gt,
-                              T* MFK_RESTRICT gs, int64_t n, T clamp, T row_mean, bool inverse, int64_t tid,
-                              int64_t nthreads) {
+                              const T* MFK_RESTRICT s, T* MFK_RESTRICT gx, T* MFK_RESTRICT gt, T* MFK_RESTRICT gs,
+                              int64_t n, T clamp, T row_mean, bool inverse, int64_t tid, int64_t nthreads) {
   T acc = T(0);
   if (inverse) {
-    MFK_FOR_STRIDED(i, n, tid, nthreads,
-      const T e = exp_(-log_scale<kMode>(s[i], clamp, row_mean));
-      const T ge = g[i] * e;
-      const T gsi = (-ge * (x[i] - t[i]) - gl) * log_scale_derivative<kMode>(s[i], clamp);
-      gx[i] = ge;
-      gt[i] = -ge;
-      gs[i] = gsi;
-      acc += gsi)
+    MFK_FOR_STRIDED(i, n, tid, nthreads, const T e = exp_(-log_scale<kMode>(s[i], clamp, row_mean));
+                    const T gi = g[kRowConstantGrad ? 0 : i]; const T ge = gi * e;
+                    const T gsi = (-ge * (x[i] - t[i]) - gl) * log_scale_derivative<kMode>(s[i], clamp); gx[i] = ge;
+                    gt[i] = -ge; gs[i] = gsi; acc += gsi)
   } else {
-    MFK_FOR_STRIDED(i, n, tid, nthreads,
-      const T e = exp_(log_scale<kMode>(s[i], clamp, row_mean));
-      const T ge = g[i] * e;
-      const T gsi = (ge * x[i] + gl) * log_scale_derivative<kMode>(s[i], clamp);
-      gx[i] = ge;
-      gt[i] = g[i];
-      gs[i] = gsi;
-      acc += gsi)
+    MFK_FOR_STRIDED(i, n, tid, nthreads, const T e = exp_(log_scale<kMode>(s[i], clamp, row_mean));
+                    const T gi = g[kRowConstantGrad ? 0 : i]; const T ge = gi * e;
+                    const T gsi = (ge * x[i] + gl) * log_scale_derivative<kMode>(s[i], clamp); gx[i] = ge; gt[i] = gi;
+                    gs[i] = gsi; acc += gsi)
   }
   return static_cast<double>(acc);
 }
@@ -139,7 +127,7 @@ MFK_HD double affine_backward(const T* MFK_RESTRICT g, T gl, const T* MFK_RESTRI
 // Subtracts the row mean (volume_preserving: a = s - mean(s) makes d/ds = I - 11^T / n).
 template <typename T>
 MFK_HD void subtract_mean(T* v, int64_t n, T mean, int64_t tid, int64_t nthreads) {
-  MFK_FOR_STRIDED(i, n, tid, nthreads,  v[i] -= mean)
+  MFK_FOR_STRIDED(i, n, tid, nthreads, v[i] -= mean)
 }
 
 // Forward-mode tangent of the row. a_dot = da/ds * s_dot (volume_preserving: minus the row mean of
@@ -148,26 +136,21 @@ MFK_HD void subtract_mean(T* v, int64_t n, T mean, int64_t tid, int64_t nthreads
 //   inverse: out_dot = (x_dot - t_dot) e^-a - (x - t) e^-a a_dot
 template <int kMode, typename T>
 MFK_HD double affine_jvp(const T* MFK_RESTRICT x, const T* MFK_RESTRICT t, const T* MFK_RESTRICT s,
-                             const T* MFK_RESTRICT x_dot, const T* MFK_RESTRICT t_dot,
-                             const T* MFK_RESTRICT s_dot, T* MFK_RESTRICT out_dot, int64_t n, T clamp,
-                             T row_mean, T s_dot_mean, bool inverse, int64_t tid, int64_t nthreads) {
+                         const T* MFK_RESTRICT x_dot, const T* MFK_RESTRICT t_dot, const T* MFK_RESTRICT s_dot,
+                         T* MFK_RESTRICT out_dot, int64_t n, T clamp, T row_mean, T s_dot_mean, bool inverse,
+                         int64_t tid, int64_t nthreads) {
   T acc = T(0);
-  MFK_FOR_STRIDED(i, n, tid, nthreads,
-    const T a = log_scale<kMode>(s[i], clamp, row_mean);
-    T a_dot;
-    if constexpr (kMode == kVolumePreserving) {
-      a_dot = s_dot[i] - s_dot_mean;
-    } else {
-      a_dot = log_scale_derivative<kMode>(s[i], clamp) * s_dot[i];
-    }
-    if (inverse) {
-      const T e = exp_(-a);
-      out_dot[i] = (x_dot[i] - t_dot[i]) * e - (x[i] - t[i]) * e * a_dot;
-    } else {
-      const T e = exp_(a);
-      out_dot[i] = x_dot[i] * e + x[i] * e * a_dot + t_dot[i];
-    }
-    acc += a_dot)
+  MFK_FOR_STRIDED(
+      i, n, tid, nthreads, const T a = log_scale<kMode>(s[i], clamp, row_mean); T a_dot;
+      if constexpr (kMode == kVolumePreserving) { a_dot = s_dot[i] - s_dot_mean; } else {
+        a_dot = log_scale_derivative<kMode>(s[i], clamp) * s_dot[i];
+      } if (inverse) {
+        const T e = exp_(-a);
+        out_dot[i] = (x_dot[i] - t_dot[i]) * e - (x[i] - t[i]) * e * a_dot;
+      } else {
+        const T e = exp_(a);
+        out_dot[i] = x_dot[i] * e + x[i] * e * a_dot + t_dot[i];
+      } acc += a_dot)
   return static_cast<double>(acc);
 }
 

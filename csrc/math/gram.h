@@ -22,8 +22,7 @@ enum FactorStatus : int { kFactorOk = 0, kFactorSingular = 1, kFactorNonFinite =
 // G[k][l] += sum_{i in [r0, r1)} J[i][k] * J[i][l] over the lower triangle, entries split over
 // threads. Every entry is owned by exactly one thread, so no atomics are needed.
 template <typename T>
-MFK_HD void gram_accumulate_rows(const T* J, int ldj, int r0, int r1, int d, T* G, int ldg, int tid,
-                                 int nthreads) {
+MFK_HD void gram_accumulate_rows(const T* J, int ldj, int r0, int r1, int d, T* G, int ldg, int tid, int nthreads) {
   const int entries = d * (d + 1) / 2;
   if (tid >= entries) return;
   LowerTriangleCursor c(tid);
@@ -94,8 +93,7 @@ MFK_HD T max_diagonal(const T* A, int lda, int d) {
 // Step j, part 1 (one thread): choose the largest remaining diagonal entry as pivot, record the
 // swap in perm, and return which index k >= j moves to position j (or a failure status).
 template <typename T>
-MFK_HD FactorStatus cholesky_choose_pivot(const T* A, int lda, int d, int j, T tol, int64_t* perm,
-                                          int* k_out) {
+MFK_HD FactorStatus cholesky_choose_pivot(const T* A, int lda, int d, int j, T tol, int64_t* perm, int* k_out) {
   int k = j;
   T best = A[j * lda + j];
   for (int i = j; i < d; ++i) {
@@ -254,8 +252,8 @@ MFK_HD void lower_inverse_columns(const T* L, int ldl, int d, T* X, int ldx, int
 // W = scale * G^{-1} = scale * P X^T X P^T with X = L^{-1} (P^T G P = L L^T); both triangles of W
 // are written, in the original (unpermuted) index order.
 template <typename T>
-MFK_HD void scaled_inverse_from_lower_inverse(const T* X, int ldx, int d, const int64_t* perm,
-                                              T scale, T* W, int ldw, int tid, int nthreads) {
+MFK_HD void scaled_inverse_from_lower_inverse(const T* X, int ldx, int d, const int64_t* perm, T scale, T* W, int ldw,
+                                              int tid, int nthreads) {
   const int entries = d * (d + 1) / 2;
   if (tid >= entries) return;
   LowerTriangleCursor c(tid);
@@ -272,8 +270,7 @@ MFK_HD void scaled_inverse_from_lower_inverse(const T* X, int ldx, int d, const 
 // column by column, so every inner loop runs over n contiguous rows (SIMD lanes), then writes out
 // row-major. Ot is an n x d scratch (column-major).
 template <typename T>
-MFK_HD void columns_times_symmetric(const T* Jt, int ldt, int n, int d, const T* W, int ldw, T* Ot,
-                                    T* out, int ldo) {
+MFK_HD void columns_times_symmetric(const T* Jt, int ldt, int n, int d, const T* W, int ldw, T* Ot, T* out, int ldo) {
   for (int l = 0; l < d; ++l) {
     T* MFK_RESTRICT o = Ot + static_cast<int64_t>(l) * n;
     for (int i = 0; i < n; ++i) o[i] = T(0);

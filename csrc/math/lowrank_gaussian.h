@@ -8,7 +8,7 @@
 #include "../common/host_device.h"
 
 namespace mfk {
-namespace lowrank {
+namespace lowrank_gaussian {
 
 template <typename T>
 MFK_HD_INLINE void residual_grad_segment(T* MFK_RESTRICT alpha, T g, T* MFK_RESTRICT weighted_squares, int64_t len) {
@@ -19,5 +19,5 @@ MFK_HD_INLINE void residual_grad_segment(T* MFK_RESTRICT alpha, T g, T* MFK_REST
   }
 }
 
-}  // namespace lowrank
+}  // namespace lowrank_gaussian
 }  // namespace mfk

@@ -9,18 +9,38 @@
 #include "../common/host_device.h"
 
 namespace mfk {
-namespace nif {
+namespace nif_block {
 
 constexpr int kMaxLatent = 16;  // the fused kernels' c x c work arrays; larger c takes the ATen driver
 
 // Calls BODY with the compile-time constant kC = c for c in 1..4 (upsampling a 1-4 channel latent), else kC = 0.
-#define MFK_NIF_WITH_LATENT(c, ...)                                  \
-  switch (c) {                                                       \
-    case 1: { constexpr int kC = 1; __VA_ARGS__; break; }            \
-    case 2: { constexpr int kC = 2; __VA_ARGS__; break; }            \
-    case 3: { constexpr int kC = 3; __VA_ARGS__; break; }            \
-    case 4: { constexpr int kC = 4; __VA_ARGS__; break; }            \
-    default: { constexpr int kC = 0; __VA_ARGS__; break; }           \
+#define MFK_NIF_WITH_LATENT(c, ...) \
+  switch (c) {                      \
+    case 1: {                       \
+      constexpr int kC = 1;         \
+      __VA_ARGS__;                  \
+      break;                        \
+    }                               \
+    case 2: {                       \
+      constexpr int kC = 2;         \
+      __VA_ARGS__;                  \
+      break;                        \
+    }                               \
+    case 3: {                       \
+      constexpr int kC = 3;         \
+      __VA_ARGS__;                  \
+      break;                        \
+    }                               \
+    case 4: {                       \
+      constexpr int kC = 4;         \
+      __VA_ARGS__;                  \
+      break;                        \
+    }                               \
+    default: {                      \
+      constexpr int kC = 0;         \
+      __VA_ARGS__;                  \
+      break;                        \
+    }                               \
   }
 
 // In place: the lower triangle of the SPD c x c matrix M (row-major) becomes its Cholesky factor L, and
@@ -158,7 +178,7 @@ MFK_HD void block_backward(int64_t B, const T* g_log_px, const T* g_manifold, co
   for (int i = 0; i < c * c; ++i) G[i] = T(0);
   T sum_g1 = T(0), sum_g2 = T(0);
   for (int i = 0; i < r * c; ++i) grad_A[i] = T(0);
-  for (int i = 0; i < r; ++i) grad_log_sigma[i] = T(0);  // holds grad_S until the end
+  for (int i = 0; i < r; ++i) grad_log_sigma[i] = T(0);        // holds grad_S until the end
   T Cm[kMaxLatent * kMaxLatent], Cp[kMaxLatent * kMaxLatent];  // sum gm zm^T, sum gp zp^T
   for (int i = 0; i < c * c; ++i) Cm[i] = Cp[i] = T(0);
   for (int64_t n = 0; n < B; ++n) {
@@ -212,5 +232,5 @@ MFK_HD void block_backward(int64_t B, const T* g_log_px, const T* g_manifold, co
   }
 }
 
-}  // namespace nif
+}  // namespace nif_block
 }  // namespace mfk

@@ -1,4 +1,4 @@
-// Shared math of the rational-quadratic spline op (Durkin et al., "Neural Spline Flows"; the
+// Shared math of the rational-quadratic spline op (Durkan et al., "Neural Spline Flows"; the
 // elementwise transform of the spline couplings used throughout papers 000-004), one element at a
 // time, so the CPU loop and the CUDA thread-per-element kernel run the same code.
 //
@@ -33,13 +33,13 @@
 #include <cstdint>
 
 namespace mfk {
-namespace spline {
+namespace rq_spline {
 
 template <typename T>
 struct SplineConfig {
-  int num_bins;       // K
-  int num_derivs;     // derivative parameters per element: K - 1 (linear tails) or K + 1 (bounded)
-  T bound;            // the spline maps [-bound, bound] onto itself
+  int num_bins;    // K
+  int num_derivs;  // derivative parameters per element: K - 1 (linear tails) or K + 1 (bounded)
+  T bound;         // the spline maps [-bound, bound] onto itself
   T min_bin_width;
   T min_bin_height;
   T min_derivative;
@@ -47,10 +47,14 @@ struct SplineConfig {
 };
 
 template <typename T>
-MFK_HD_INLINE T abs_(T x) { return x < T(0) ? -x : x; }
+MFK_HD_INLINE T abs_(T x) {
+  return x < T(0) ? -x : x;
+}
 
 template <typename T>
-MFK_HD_INLINE T softplus_(T u) { return (u > T(0) ? u : T(0)) + log1p_(exp_(-abs_(u))); }
+MFK_HD_INLINE T softplus_(T u) {
+  return (u > T(0) ? u : T(0)) + log1p_(exp_(-abs_(u)));
+}
 
 template <typename T>
 MFK_HD_INLINE T sigmoid_(T u) {
@@ -70,7 +74,9 @@ struct BinSizes {
 
 // Softmax normaliser from the running max and the sum of exp(u - max) (loops in the callers).
 template <typename T>
-MFK_HD_INLINE T max_step(T mx, T u) { return u > mx ? u : mx; }
+MFK_HD_INLINE T max_step(T mx, T u) {
+  return u > mx ? u : mx;
+}
 
 template <typename T>
 MFK_HD_INLINE BinSizes<T> make_bin_sizes(T mx, T sum_exp, int K, T min_size) {
@@ -270,7 +276,7 @@ MFK_HD_INLINE Local<T> backward_locals(const Bin<T>& b, T v, T g_out, T g_logabs
   const T x = inverse_value(b, v, unused);
   const T slope = local_grad(b, x, T(1), T(0)).x;    // f'(x)
   const T dlad_dx = local_grad(b, x, T(0), T(1)).x;  // d log f'(x) / dx
-  g_in = (g_out - g_logabsdet * dlad_dx) / slope;     // total d loss / dy through x(y)
+  g_in = (g_out - g_logabsdet * dlad_dx) / slope;    // total d loss / dy through x(y)
   return local_grad(b, x, -g_in, -g_logabsdet);
 }
 
@@ -312,8 +318,8 @@ MFK_HD_INLINE void knot_tangent_step(int i, T k, T p_du, KnotTangentSums<T>& a) 
 }
 
 template <typename T>
-MFK_HD_INLINE void knot_tangent_finish(T k, T P0, T P1, const KnotTangentSums<T>& a, int K, T span, T spread,
-                                       T& t0, T& t1) {
+MFK_HD_INLINE void knot_tangent_finish(T k, T P0, T P1, const KnotTangentSums<T>& a, int K, T span, T spread, T& t0,
+                                       T& t1) {
   const T scale = span * spread;
   t0 = k > T(0) ? scale * (a.before_k - P0 * a.total) : T(0);
   t1 = k + T(1) < static_cast<T>(K) ? scale * (a.through_k - P1 * a.total) : T(0);
@@ -353,9 +359,8 @@ MFK_HD_INLINE T outside_value(T if_linear) {
 }
 
 template <bool kInverse, bool kLinear, typename T>
-MFK_HD_INLINE void element_forward(T v, const T* MFK_RESTRICT uw, const T* MFK_RESTRICT uh,
-                                   const T* MFK_RESTRICT ud, int64_t stride, const SplineConfig<T>& c, T& out,
-                                   T& logabsdet) {
+MFK_HD_INLINE void element_forward(T v, const T* MFK_RESTRICT uw, const T* MFK_RESTRICT uh, const T* MFK_RESTRICT ud,
+                                   int64_t stride, const SplineConfig<T>& c, T& out, T& logabsdet) {
   const bool inside = in_domain(v, c);
   const T vi = inside ? v : T(0);
   const BinSizes<T> W = bin_sizes(uw, stride, c.num_bins, c.min_bin_width);
@@ -397,9 +402,9 @@ MFK_HD_INLINE void element_backward(T g_out, T g_logabsdet, T v, const T* MFK_RE
 
 template <bool kInverse, bool kLinear, typename T>
 MFK_HD_INLINE void element_jvp(T v, const T* MFK_RESTRICT uw, const T* MFK_RESTRICT uh, const T* MFK_RESTRICT ud,
-                                   T v_dot, const T* MFK_RESTRICT uw_dot, const T* MFK_RESTRICT uh_dot,
-                                   const T* MFK_RESTRICT ud_dot, int64_t stride, const SplineConfig<T>& c, T& out_dot,
-                                   T& logabsdet_dot) {
+                               T v_dot, const T* MFK_RESTRICT uw_dot, const T* MFK_RESTRICT uh_dot,
+                               const T* MFK_RESTRICT ud_dot, int64_t stride, const SplineConfig<T>& c, T& out_dot,
+                               T& logabsdet_dot) {
   const int K = c.num_bins;
   const bool inside = in_domain(v, c);
   const T vi = inside ? v : T(0);
@@ -437,5 +442,5 @@ MFK_HD_INLINE void element_jvp(T v, const T* MFK_RESTRICT uw, const T* MFK_RESTR
 #define MFK_WITH_SPLINE_VARIANT(inverse, linear, kInv, kLin, ...) \
   MFK_WITH_CONSTEXPR_BOOL(inverse, kInv, MFK_WITH_CONSTEXPR_BOOL(linear, kLin, __VA_ARGS__))
 
-}  // namespace spline
+}  // namespace rq_spline
 }  // namespace mfk

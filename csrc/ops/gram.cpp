@@ -1,5 +1,6 @@
-// Torch-facing layer of the Gram log-determinant family: schemas, input checks, device-generic
-// drivers, Meta (shape) kernels and the C++ autograd kernel, all registered in namespace mfkernels.
+// Torch-facing layer of the Gram log-determinant family: schemas, input checks, the device-generic drivers
+// (ops/gram.h; each device file registers them on its kernels), Meta (shape) kernels, and the Autograd
+// kernel of the one-call op gram_logdet (for C++ and TorchScript users; Python wraps the primitives).
 //
 //   gram_logdet(J, rtol=None)             -> 0.5 log det(J^T J), shape J.shape[:-2]   (differentiable)
 //   gram_logdet_forward(J, rtol=None)     -> (half_logdet, L, perm)   P^T J^T J P = L L^T, saved
@@ -10,7 +11,7 @@
 // what M-flow (paper 000) and chart flows (004, eq. 2) need for exact injective-flow densities.
 #include "../math/gram.h"
 #include "checks.h"
-#include "gram_kernels.h"
+#include "gram.h"
 
 #include <ATen/ops/empty.h>
 #include <ATen/ops/matmul.h>
@@ -31,27 +32,24 @@ using at::Tensor;
 
 // J must be (..., D, d) with D >= d >= 1. Works on symbolic sizes so Meta kernels share it.
 void check_jacobian(const Tensor& J, const char* op) {
-  check_floating(J, op, "J");
-  TORCH_CHECK(J.dim() >= 2, op, ": argument 'J' must have shape (..., D, d), got a ", J.dim(),
-              "-d tensor");
+  check_floating(op, "J", J);
+  TORCH_CHECK(J.dim() >= 2, op, ": argument 'J' must have shape (..., D, d), got a ", J.dim(), "-d tensor");
   const c10::SymInt& D = J.sym_size(-2);
   const c10::SymInt& d = J.sym_size(-1);
-  TORCH_CHECK(d >= 1 && D >= 1, op, ": argument 'J' must have D >= 1 and d >= 1 in (..., D, d), got ",
-              J.sym_sizes());
-  TORCH_CHECK(D >= d, op, ": argument 'J' must have D >= d (an injective map's Jacobian, (..., D, d)), got D = ",
-              D, ", d = ", d);
+  TORCH_CHECK(d >= 1 && D >= 1, op, ": argument 'J' must have D >= 1 and d >= 1 in (..., D, d), got ", J.sym_sizes());
+  TORCH_CHECK(D >= d, op, ": argument 'J' must have D >= d (an injective map's Jacobian, (..., D, d)), got D = ", D,
+              ", d = ", d);
 }
 
 double resolve_rtol(std::optional<double> rtol, const Tensor& J) {
   if (rtol.has_value()) {
-    TORCH_CHECK(*rtol >= 0.0 && *rtol < 1.0, "mfkernels.gram_logdet: argument 'rtol' must be in [0, 1), got ",
-                *rtol);
+    TORCH_CHECK(*rtol >= 0.0 && *rtol < 1.0, "mfkernels.gram_logdet: argument 'rtol' must be in [0, 1), got ", *rtol);
     return *rtol;
   }
   // A pivot below d * eps of the largest diagonal entry of J^T J is rounding noise: J^T J is then
   // singular to working precision, the same criterion numpy.linalg.matrix_rank applies to it.
-  const double eps = J.scalar_type() == at::kFloat ? std::numeric_limits<float>::epsilon()
-                                                   : std::numeric_limits<double>::epsilon();
+  const double eps =
+      J.scalar_type() == at::kFloat ? std::numeric_limits<float>::epsilon() : std::numeric_limits<double>::epsilon();
   return static_cast<double>(J.size(-1)) * eps;
 }
 
@@ -63,45 +61,26 @@ std::vector<c10::SymInt> sym_batch_shape(const Tensor& J) {
   return std::vector<c10::SymInt>(J.sym_sizes().begin(), J.sym_sizes().end() - 2);
 }
 
-Tensor as_batched_matrices(const Tensor& t, int64_t B) {
-  return t.reshape({B, t.size(-2), t.size(-1)}).contiguous();
-}
-
-std::tuple<Tensor, Tensor, Tensor> factor(const Tensor& J, double rtol) {
-  if (J.is_cpu()) return factor_cpu(J, rtol);
-#ifdef MFK_WITH_CUDA
-  if (J.is_cuda()) return factor_cuda(J, rtol);
-#endif
-  TORCH_CHECK(false, "mfkernels.gram_logdet: no kernel for device ", J.device(),
-              " (this build has CPU", (J.is_cuda() ? " only; rebuild with CUDA" : ""), ")");
-}
-
-Tensor jacobian_times_inverse(const Tensor& J, const Tensor& L, const Tensor& perm, const Tensor& scale) {
-  if (J.is_cpu()) return jacobian_times_inverse_cpu(J, L, perm, scale);
-#ifdef MFK_WITH_CUDA
-  if (J.is_cuda()) return jacobian_times_inverse_cuda(J, L, perm, scale);
-#endif
-  TORCH_CHECK(false, "mfkernels.gram_logdet_backward: no kernel for device ", J.device());
-}
+Tensor as_batched_matrices(const Tensor& t, int64_t B) { return t.reshape({B, t.size(-2), t.size(-1)}).contiguous(); }
 
 // Checks the saved factor (L, perm) against J: J's batch shape + (d, d) and + (d,), J's device.
 void check_factor(const Tensor& J, const Tensor& L, const Tensor& perm, const char* op) {
   check_jacobian(J, op);
-  check_floating(L, op, "L");
-  check_same_device_dtype(J, "J", L, op, "L");
-  TORCH_CHECK(L.dim() == J.dim() && L.sym_size(-1) == J.sym_size(-1) && L.sym_size(-2) == J.sym_size(-1),
-              op, ": argument 'L' must be the factor returned by gram_logdet_forward, shape (..., d, d) = ",
+  check_floating(op, "L", L);
+  check_same_device_dtype(op, "L", L, "J", J);
+  TORCH_CHECK(L.dim() == J.dim() && L.sym_size(-1) == J.sym_size(-1) && L.sym_size(-2) == J.sym_size(-1), op,
+              ": argument 'L' must be the factor returned by gram_logdet_forward, shape (..., d, d) = ",
               sym_batch_shape(J), " + [", J.sym_size(-1), ", ", J.sym_size(-1), "], got ", L.sym_sizes());
   for (int64_t i = 0; i < J.dim() - 2; ++i) {
-    TORCH_CHECK(L.sym_size(i) == J.sym_size(i), op, ": argument 'L' has batch shape ", L.sym_sizes(),
-                " but 'J' has ", J.sym_sizes());
+    TORCH_CHECK(L.sym_size(i) == J.sym_size(i), op, ": argument 'L' has batch shape ", L.sym_sizes(), " but 'J' has ",
+                J.sym_sizes());
   }
   TORCH_CHECK(perm.defined() && perm.scalar_type() == at::kLong, op,
               ": argument 'perm' must be the int64 permutation returned by gram_logdet_forward");
   TORCH_CHECK(perm.device() == J.device(), op, ": argument 'perm' is on ", perm.device(), " but 'J' is on ",
               J.device());
-  TORCH_CHECK(perm.sym_sizes() == L.sym_sizes().slice(0, L.dim() - 1), op,
-              ": argument 'perm' must have shape ", L.sym_sizes().slice(0, L.dim() - 1), ", got ", perm.sym_sizes());
+  TORCH_CHECK(perm.sym_sizes() == L.sym_sizes().slice(0, L.dim() - 1), op, ": argument 'perm' must have shape ",
+              L.sym_sizes().slice(0, L.dim() - 1), ", got ", perm.sym_sizes());
 }
 
 // The saved permutation's values (CPU: d entries per matrix, read here). On CUDA reading them would
@@ -118,23 +97,26 @@ void check_perm_values(const Tensor& perm, int64_t d, const char* op) {
 }
 
 void check_batch_tensor(const Tensor& J, const Tensor& t, const char* op, const char* name) {
-  check_floating(t, op, name);
-  check_same_device_dtype(J, "J", t, op, name);
+  check_floating(op, name, t);
+  check_same_device_dtype(op, name, t, "J", J);
   const auto expected = sym_batch_shape(J);
-  TORCH_CHECK(t.sym_sizes() == c10::SymIntArrayRef(expected), op, ": argument '", name,
-              "' must have J's batch shape ", expected, ", got ", t.sym_sizes());
+  TORCH_CHECK(t.sym_sizes() == c10::SymIntArrayRef(expected), op, ": argument '", name, "' must have J's batch shape ",
+              expected, ", got ", t.sym_sizes());
 }
 
-// ---- real kernels (CPU and CUDA share these drivers; only factor and jacobian_times_inverse differ) ----
+}  // namespace
 
-std::tuple<Tensor, Tensor, Tensor> gram_logdet_forward(const Tensor& J, std::optional<double> rtol) {
+// ---- drivers ----
+
+std::tuple<Tensor, Tensor, Tensor> gram_logdet_forward(const Kernels& device, const Tensor& J,
+                                                       std::optional<double> rtol) {
   check_jacobian(J, "mfkernels.gram_logdet");
   const auto batch = batch_shape(J);
   const int64_t B = c10::multiply_integers(batch);
   const int64_t D = J.size(-2), d = J.size(-1);
-  TORCH_CHECK(D * d < std::numeric_limits<int>::max(), "mfkernels.gram_logdet: argument 'J' has D * d = ",
-              D * d, " entries per matrix; at most 2^31 - 1 are supported");
-  auto [half_logdet, L, perm] = factor(as_batched_matrices(J, B), resolve_rtol(rtol, J));
+  TORCH_CHECK(D * d < std::numeric_limits<int>::max(), "mfkernels.gram_logdet: argument 'J' has D * d = ", D * d,
+              " entries per matrix; at most 2^31 - 1 are supported");
+  auto [half_logdet, L, perm] = device.factor(as_batched_matrices(J, B), resolve_rtol(rtol, J));
   std::vector<int64_t> factor_shape(batch);
   factor_shape.push_back(d);
   const Tensor perm_out = perm.view(factor_shape);
@@ -142,37 +124,43 @@ std::tuple<Tensor, Tensor, Tensor> gram_logdet_forward(const Tensor& J, std::opt
   return {half_logdet.view(batch), L.view(factor_shape), perm_out};
 }
 
-Tensor gram_logdet(const Tensor& J, std::optional<double> rtol) {
-  return std::get<0>(gram_logdet_forward(J, rtol));
+Tensor gram_logdet(const Kernels& device, const Tensor& J, std::optional<double> rtol) {
+  return std::get<0>(gram_logdet_forward(device, J, rtol));
 }
 
-Tensor gram_logdet_backward(const Tensor& grad, const Tensor& J, const Tensor& L, const Tensor& perm) {
+Tensor gram_logdet_backward(const Kernels& device, const Tensor& grad, const Tensor& J, const Tensor& L,
+                            const Tensor& perm) {
   const char* op = "mfkernels.gram_logdet_backward";
   check_factor(J, L, perm, op);
   check_batch_tensor(J, grad, op, "grad");
   check_perm_values(perm, J.size(-1), op);
   const int64_t B = c10::multiply_integers(batch_shape(J));
-  return jacobian_times_inverse(as_batched_matrices(J, B), as_batched_matrices(L, B),
-                                perm.reshape({B, J.size(-1)}).contiguous(), grad.reshape({B}).contiguous())
+  return device
+      .jacobian_times_inverse(as_batched_matrices(J, B), as_batched_matrices(L, B),
+                              perm.reshape({B, J.size(-1)}).contiguous(), grad.reshape({B}).contiguous())
       .view(J.sizes());
 }
 
-Tensor gram_logdet_jvp(const Tensor& J, const Tensor& L, const Tensor& perm, const Tensor& J_dot) {
+Tensor gram_logdet_jvp(const Kernels& device, const Tensor& J, const Tensor& L, const Tensor& perm,
+                       const Tensor& J_dot) {
   const char* op = "mfkernels.gram_logdet_jvp";
   check_factor(J, L, perm, op);
-  check_floating(J_dot, op, "J_dot");
-  check_same_device_dtype(J, "J", J_dot, op, "J_dot");
-  TORCH_CHECK(J_dot.sym_sizes() == J.sym_sizes(), op, ": argument 'J_dot' must have J's shape ",
-              J.sym_sizes(), ", got ", J_dot.sym_sizes());
+  check_floating(op, "J_dot", J_dot);
+  check_same_device_dtype(op, "J_dot", J_dot, "J", J);
+  TORCH_CHECK(J_dot.sym_sizes() == J.sym_sizes(), op, ": argument 'J_dot' must have J's shape ", J.sym_sizes(),
+              ", got ", J_dot.sym_sizes());
   check_perm_values(perm, J.size(-1), op);
   const auto batch = batch_shape(J);
   const int64_t B = c10::multiply_integers(batch);
-  const Tensor JW = jacobian_times_inverse(as_batched_matrices(J, B), as_batched_matrices(L, B),
-                                           perm.reshape({B, J.size(-1)}).contiguous(), at::ones({B}, J.options()));
+  const Tensor JW =
+      device.jacobian_times_inverse(as_batched_matrices(J, B), as_batched_matrices(L, B),
+                                    perm.reshape({B, J.size(-1)}).contiguous(), at::ones({B}, J.options()));
   return at::sum(JW.mul(as_batched_matrices(J_dot, B)), {-2, -1}).view(batch);
 }
 
 // ---- Meta kernels: shapes only, symbolic so torch.compile(dynamic=True) and export trace them ----
+
+namespace {
 
 std::tuple<Tensor, Tensor, Tensor> gram_logdet_forward_meta(const Tensor& J, std::optional<double> rtol) {
   check_jacobian(J, "mfkernels.gram_logdet");
@@ -204,11 +192,10 @@ Tensor gram_logdet_jvp_meta(const Tensor& J, const Tensor& L, const Tensor& perm
 
 class GramLogdetFunction : public torch::autograd::Function<GramLogdetFunction> {
  public:
-  static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& J,
-                        std::optional<double> rtol) {
+  static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& J, std::optional<double> rtol) {
     static auto op = c10::Dispatcher::singleton()
                          .findSchemaOrThrow("mfkernels::gram_logdet_forward", "")
-                         .typed<decltype(gram_logdet_forward)>();
+                         .typed<std::tuple<Tensor, Tensor, Tensor>(const Tensor&, std::optional<double>)>();
     auto [half_logdet, L, perm] = op.call(J, rtol);
     ctx->save_for_backward({J, L, perm});
     return half_logdet;
@@ -218,22 +205,13 @@ class GramLogdetFunction : public torch::autograd::Function<GramLogdetFunction> 
                                                  torch::autograd::variable_list grad_outputs) {
     static auto op = c10::Dispatcher::singleton()
                          .findSchemaOrThrow("mfkernels::gram_logdet_backward", "")
-                         .typed<decltype(gram_logdet_backward)>();
+                         .typed<Tensor(const Tensor&, const Tensor&, const Tensor&, const Tensor&)>();
     const auto saved = ctx->get_saved_variables();
     return {op.call(grad_outputs[0].contiguous(), saved[0], saved[1], saved[2]), Tensor()};
   }
 };
 
-Tensor gram_logdet_autograd(const Tensor& J, std::optional<double> rtol) {
-  return GramLogdetFunction::apply(J, rtol);
-}
-
-void register_device_drivers(torch::Library& m) {
-  m.impl("gram_logdet", gram_logdet);
-  m.impl("gram_logdet_forward", gram_logdet_forward);
-  m.impl("gram_logdet_backward", gram_logdet_backward);
-  m.impl("gram_logdet_jvp", gram_logdet_jvp);
-}
+Tensor gram_logdet_autograd(const Tensor& J, std::optional<double> rtol) { return GramLogdetFunction::apply(J, rtol); }
 
 }  // namespace
 }  // namespace gram
@@ -246,13 +224,6 @@ TORCH_LIBRARY_FRAGMENT(mfkernels, m) {
   m.def("gram_logdet_jvp(Tensor J, Tensor L, Tensor perm, Tensor J_dot) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(mfkernels, CPU, m) { mfk::gram::register_device_drivers(m); }
-
-#ifdef MFK_WITH_CUDA
-// The drivers are device-generic; only gram_kernels.h's primitives have CUDA implementations.
-TORCH_LIBRARY_IMPL(mfkernels, CUDA, m) { mfk::gram::register_device_drivers(m); }
-#endif
-
 TORCH_LIBRARY_IMPL(mfkernels, Meta, m) {
   m.impl("gram_logdet", mfk::gram::gram_logdet_meta);
   m.impl("gram_logdet_forward", mfk::gram::gram_logdet_forward_meta);
@@ -260,6 +231,4 @@ TORCH_LIBRARY_IMPL(mfkernels, Meta, m) {
   m.impl("gram_logdet_jvp", mfk::gram::gram_logdet_jvp_meta);
 }
 
-TORCH_LIBRARY_IMPL(mfkernels, Autograd, m) {
-  m.impl("gram_logdet", mfk::gram::gram_logdet_autograd);
-}
+TORCH_LIBRARY_IMPL(mfkernels, Autograd, m) { m.impl("gram_logdet", mfk::gram::gram_logdet_autograd); }

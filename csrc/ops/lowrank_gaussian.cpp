@@ -19,15 +19,12 @@
 // W^T alpha = W^T Sigma^-1 r = C^-1 W^T D^-1 r = v (as W^T D^-1 W = C - I), so the saved v replaces an
 // (N, D) x (D, K) product in the backward and the tangent.
 // Tangent: d log p = -alpha.dr + (alpha^T dW) v - <Sigma^-1 W, dW> + 1/2 (alpha^2 - diag(Sigma^-1)).dd.
-// Cost O(N D K + D K^2 + K^3): GEMMs and a K x K Cholesky through ATen, one device-generic driver for
-// CPU and CUDA, except one backward pass over the (N, D) residuals, which on CPU runs fused
-// (math/lowrank_gaussian.h) because there the temporaries, not the GEMMs, set the time.
+// Cost O(N D K + D K^2 + K^3): GEMMs and a K x K Cholesky through ATen, device-generic drivers, except one
+// backward pass over the (N, D) residuals, the device kernel of ops/lowrank_gaussian.h.
+#include "lowrank_gaussian.h"
 #include "checks.h"
-#include "../math/lowrank_gaussian.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
 #include <c10/core/SymInt.h>
 #include <torch/library.h>
 
@@ -36,7 +33,7 @@
 #include <tuple>
 
 namespace mfk {
-namespace lowrank {
+namespace lowrank_gaussian {
 namespace {
 
 constexpr const char* kForward = "mfkernels.lowrank_gaussian_log_prob_forward";
@@ -45,24 +42,25 @@ constexpr const char* kJvp = "mfkernels.lowrank_gaussian_log_prob_jvp";
 
 // W (D, K), diag (D,), rows (N, D), all one dtype and device.
 void check_model(const Tensor& rows, const char* rows_name, const Tensor& W, const Tensor& diag, const char* op) {
-  check_floating(rows, op, rows_name);
+  check_floating(op, rows_name, rows);
   TORCH_CHECK(rows.dim() == 2, op, ": argument '", rows_name, "' must be rows (N, D), got ", rows.sym_sizes());
   for (const auto& [t, name] : {std::pair<const Tensor*, const char*>{&W, "W"}, {&diag, "diag"}}) {
-    check_floating(*t, op, name);
-    check_same_device_dtype(rows, rows_name, *t, op, name);
+    check_floating(op, name, *t);
+    check_same_device_dtype(op, name, *t, rows_name, rows);
   }
-  TORCH_CHECK(W.dim() == 2 && W.sym_size(0) == rows.sym_size(1), op, ": argument 'W' must have shape (D, K) with D = ",
-              rows.sym_size(1), " (the last dim of '", rows_name, "'), got ", W.sym_sizes());
-  check_shape(diag, "diag", {rows.sym_size(1)}, "(D,)", op);
+  TORCH_CHECK(W.dim() == 2 && W.sym_size(0) == rows.sym_size(1), op,
+              ": argument 'W' must have shape (D, K) with D = ", rows.sym_size(1), " (the last dim of '", rows_name,
+              "'), got ", W.sym_sizes());
+  check_shape(op, "diag", diag, {rows.sym_size(1)}, "(D,)");
 }
 
 void check_saved(const Tensor& rows, const Tensor& W, const Tensor& v, const Tensor& cinv, const char* op) {
   for (const auto& [t, name] : {std::pair<const Tensor*, const char*>{&v, "v"}, {&cinv, "capacitance_inverse"}}) {
-    check_floating(*t, op, name);
-    check_same_device_dtype(rows, "scaled_residual", *t, op, name);
+    check_floating(op, name, *t);
+    check_same_device_dtype(op, name, *t, "scaled_residual", rows);
   }
-  check_shape(v, "v", {rows.sym_size(0), W.sym_size(1)}, "(N, K)", op);
-  check_shape(cinv, "capacitance_inverse", {W.sym_size(1), W.sym_size(1)}, "(K, K)", op);
+  check_shape(op, "v", v, {rows.sym_size(0), W.sym_size(1)}, "(N, K)");
+  check_shape(op, "capacitance_inverse", cinv, {W.sym_size(1), W.sym_size(1)}, "(K, K)");
 }
 
 // alpha = Sigma^-1 r = s - (D^-1 W) v, and D^-1 W.
@@ -80,12 +78,14 @@ std::tuple<Tensor, Tensor> precision_pieces(const Tensor& Wd, const Tensor& diag
   return {WdCi, precision_diag};
 }
 
-std::tuple<Tensor, Tensor, Tensor, Tensor> forward(const Tensor& x, const Tensor& loc, const Tensor& W,
-                                                   const Tensor& diag) {
+}  // namespace
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> lowrank_gaussian_log_prob_forward(const Tensor& x, const Tensor& loc,
+                                                                             const Tensor& W, const Tensor& diag) {
   check_model(x, "x", W, diag, kForward);
-  check_floating(loc, kForward, "loc");
-  check_same_device_dtype(x, "x", loc, kForward, "loc");
-  check_shape(loc, "loc", x.sym_sizes(), "x's shape (N, D)", kForward);
+  check_floating(kForward, "loc", loc);
+  check_same_device_dtype(kForward, "loc", loc, "x", x);
+  check_shape(kForward, "loc", loc, x.sym_sizes(), "x's shape (N, D)");
   const int64_t N = x.size(0), D = x.size(1), K = W.size(1);
   // One (N, D) buffer, r -> D^-1/2 r -> D^-1 r = s in place: on CPU a fresh buffer of that size costs
   // page faults comparable to the arithmetic, so temporaries are what this op's time goes to.
@@ -108,45 +108,19 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward(const Tensor& x, const Tensor
   return {log_prob, s, v, cinv};
 }
 
-// alpha (N, D) row-major -> -g alpha in place; returns sum_n g_n alpha_n^2 (D,). On CPU one fused pass
-// (math/lowrank_gaussian.h), threads owning column blocks: a fresh (N, D) temporary there costs page
-// faults comparable to the arithmetic. Elsewhere (CUDA: a caching allocator) two ATen ops.
-Tensor residual_grad_(Tensor& alpha, const Tensor& grad) {
-  if (!alpha.is_cpu()) {
-    Tensor weighted_squares = at::mv(alpha.square().t(), grad);
-    alpha.mul_(grad.neg().unsqueeze(1));
-    return weighted_squares;
-  }
-  TORCH_INTERNAL_ASSERT(alpha.is_contiguous(), "lowrank backward: alpha must be row-major");
-  const int64_t N = alpha.size(0), D = alpha.size(1);
-  Tensor weighted_squares = at::zeros({D}, alpha.options());
-  Tensor g = grad.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(alpha.scalar_type(), "mfkernels::lowrank_gaussian_log_prob_backward", [&] {
-    scalar_t* a = alpha.mutable_data_ptr<scalar_t>();
-    scalar_t* acc = weighted_squares.mutable_data_ptr<scalar_t>();
-    const scalar_t* gp = g.const_data_ptr<scalar_t>();
-    constexpr int64_t kColumns = 512;  // a block of accumulators stays in L1 while the rows stream by
-    at::parallel_for(0, (D + kColumns - 1) / kColumns, 1, [&](int64_t b0, int64_t b1) {
-      for (int64_t blk = b0; blk < b1; ++blk) {
-        const int64_t d0 = blk * kColumns, len = std::min(kColumns, D - d0);
-        for (int64_t n = 0; n < N; ++n) residual_grad_segment(a + n * D + d0, gp[n], acc + d0, len);
-      }
-    });
-  });
-  return weighted_squares;
-}
-
-std::tuple<Tensor, Tensor, Tensor> backward(const Tensor& grad, const Tensor& W, const Tensor& diag, const Tensor& s,
-                                            const Tensor& v, const Tensor& cinv) {
+std::tuple<Tensor, Tensor, Tensor> lowrank_gaussian_log_prob_backward(const Kernels& device, const Tensor& grad,
+                                                                      const Tensor& W, const Tensor& diag,
+                                                                      const Tensor& s, const Tensor& v,
+                                                                      const Tensor& cinv) {
   check_model(s, "scaled_residual", W, diag, kBackward);
   check_saved(s, W, v, cinv, kBackward);
-  check_floating(grad, kBackward, "grad");
-  check_same_device_dtype(s, "scaled_residual", grad, kBackward, "grad");
-  check_shape(grad, "grad", {s.sym_size(0)}, "(N,)", kBackward);
+  check_floating(kBackward, "grad", grad);
+  check_same_device_dtype(kBackward, "grad", grad, "scaled_residual", s);
+  check_shape(kBackward, "grad", grad, {s.sym_size(0)}, "(N,)");
   auto [alpha, Wd] = precision_times_residual(W, diag, s, v);
   auto [WdCi, precision_diag] = precision_pieces(Wd, diag, cinv);
   // One (N, D) buffer: alpha turns into grad_r = -g alpha in place while sum_n g_n alpha_n^2 accumulates.
-  Tensor g_alpha_sq = residual_grad_(alpha, grad);
+  Tensor g_alpha_sq = device.residual_grad_(alpha, grad);
   Tensor& grad_r = alpha;
   Tensor G = grad.sum();
   Tensor grad_W = at::mm(grad_r.t(), v).add_(WdCi * G).neg_();  // v = W^T alpha per row
@@ -154,30 +128,33 @@ std::tuple<Tensor, Tensor, Tensor> backward(const Tensor& grad, const Tensor& W,
   return {grad_r, grad_W, grad_diag};
 }
 
-Tensor jvp(const Tensor& W, const Tensor& diag, const Tensor& s, const Tensor& v, const Tensor& cinv,
-           const Tensor& r_dot, const Tensor& W_dot, const Tensor& diag_dot) {
+Tensor lowrank_gaussian_log_prob_jvp(const Tensor& W, const Tensor& diag, const Tensor& s, const Tensor& v,
+                                     const Tensor& cinv, const Tensor& r_dot, const Tensor& W_dot,
+                                     const Tensor& diag_dot) {
   check_model(s, "scaled_residual", W, diag, kJvp);
   check_saved(s, W, v, cinv, kJvp);
   for (const auto& [t, like, name] : {std::tuple<const Tensor*, const Tensor*, const char*>{&r_dot, &s, "residual_dot"},
-                                      {&W_dot, &W, "W_dot"}, {&diag_dot, &diag, "diag_dot"}}) {
-    check_floating(*t, kJvp, name);
-    check_same_device_dtype(s, "scaled_residual", *t, kJvp, name);
-    check_shape(*t, name, like->sym_sizes(), "its primal's shape", kJvp);
+                                      {&W_dot, &W, "W_dot"},
+                                      {&diag_dot, &diag, "diag_dot"}}) {
+    check_floating(kJvp, name, *t);
+    check_same_device_dtype(kJvp, name, *t, "scaled_residual", s);
+    check_shape(kJvp, name, *t, like->sym_sizes(), "its primal's shape");
   }
   auto [alpha, Wd] = precision_times_residual(W, diag, s, v);
   auto [WdCi, precision_diag] = precision_pieces(Wd, diag, cinv);
-  Tensor per_row = (at::mm(alpha, W_dot) * v).sum(1) - (alpha * r_dot).sum(1) +
-                   at::mv(alpha * alpha, 0.5 * diag_dot);
+  Tensor per_row = (at::mm(alpha, W_dot) * v).sum(1) - (alpha * r_dot).sum(1) + at::mv(alpha * alpha, 0.5 * diag_dot);
   Tensor shared = (WdCi * W_dot).sum() + 0.5 * (precision_diag * diag_dot).sum();
   return per_row - shared;
 }
 
 // ---- Meta kernels: shapes only ----
 
+namespace {
+
 std::tuple<Tensor, Tensor, Tensor, Tensor> forward_meta(const Tensor& x, const Tensor& loc, const Tensor& W,
                                                         const Tensor& diag) {
   check_model(x, "x", W, diag, kForward);
-  check_shape(loc, "loc", x.sym_sizes(), "x's shape (N, D)", kForward);
+  check_shape(kForward, "loc", loc, x.sym_sizes(), "x's shape (N, D)");
   const c10::SymInt N = x.sym_size(0), K = W.sym_size(1);
   return {at::empty_symint({N}, x.options()), at::empty_symint(x.sym_sizes(), x.options()),
           at::empty_symint({N, K}, x.options()), at::empty_symint({K, K}, x.options())};
@@ -199,35 +176,23 @@ Tensor jvp_meta(const Tensor& W, const Tensor& diag, const Tensor& s, const Tens
 }
 
 }  // namespace
-}  // namespace lowrank
+}  // namespace lowrank_gaussian
 }  // namespace mfk
 
 TORCH_LIBRARY_FRAGMENT(mfkernels, m) {
-  m.def("lowrank_gaussian_log_prob_forward(Tensor x, Tensor loc, Tensor W, Tensor diag) -> "
-        "(Tensor log_prob, Tensor scaled_residual, Tensor v, Tensor capacitance_inverse)");
-  m.def("lowrank_gaussian_log_prob_backward(Tensor grad, Tensor W, Tensor diag, Tensor scaled_residual, Tensor v, "
-        "Tensor capacitance_inverse) -> (Tensor grad_residual, Tensor grad_W, Tensor grad_diag)");
-  m.def("lowrank_gaussian_log_prob_jvp(Tensor W, Tensor diag, Tensor scaled_residual, Tensor v, "
-        "Tensor capacitance_inverse, Tensor residual_dot, Tensor W_dot, Tensor diag_dot) -> Tensor");
+  m.def(
+      "lowrank_gaussian_log_prob_forward(Tensor x, Tensor loc, Tensor W, Tensor diag) -> "
+      "(Tensor log_prob, Tensor scaled_residual, Tensor v, Tensor capacitance_inverse)");
+  m.def(
+      "lowrank_gaussian_log_prob_backward(Tensor grad, Tensor W, Tensor diag, Tensor scaled_residual, Tensor v, "
+      "Tensor capacitance_inverse) -> (Tensor grad_residual, Tensor grad_W, Tensor grad_diag)");
+  m.def(
+      "lowrank_gaussian_log_prob_jvp(Tensor W, Tensor diag, Tensor scaled_residual, Tensor v, "
+      "Tensor capacitance_inverse, Tensor residual_dot, Tensor W_dot, Tensor diag_dot) -> Tensor");
 }
-
-// One device-generic driver (ATen BLAS/LAPACK, cuBLAS/cuSOLVER on GPU) for CPU and CUDA.
-TORCH_LIBRARY_IMPL(mfkernels, CPU, m) {
-  m.impl("lowrank_gaussian_log_prob_forward", mfk::lowrank::forward);
-  m.impl("lowrank_gaussian_log_prob_backward", mfk::lowrank::backward);
-  m.impl("lowrank_gaussian_log_prob_jvp", mfk::lowrank::jvp);
-}
-
-#ifdef MFK_WITH_CUDA
-TORCH_LIBRARY_IMPL(mfkernels, CUDA, m) {
-  m.impl("lowrank_gaussian_log_prob_forward", mfk::lowrank::forward);
-  m.impl("lowrank_gaussian_log_prob_backward", mfk::lowrank::backward);
-  m.impl("lowrank_gaussian_log_prob_jvp", mfk::lowrank::jvp);
-}
-#endif
 
 TORCH_LIBRARY_IMPL(mfkernels, Meta, m) {
-  m.impl("lowrank_gaussian_log_prob_forward", mfk::lowrank::forward_meta);
-  m.impl("lowrank_gaussian_log_prob_backward", mfk::lowrank::backward_meta);
-  m.impl("lowrank_gaussian_log_prob_jvp", mfk::lowrank::jvp_meta);
+  m.impl("lowrank_gaussian_log_prob_forward", mfk::lowrank_gaussian::forward_meta);
+  m.impl("lowrank_gaussian_log_prob_backward", mfk::lowrank_gaussian::backward_meta);
+  m.impl("lowrank_gaussian_log_prob_jvp", mfk::lowrank_gaussian::jvp_meta);
 }

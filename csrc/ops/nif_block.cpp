@@ -18,11 +18,11 @@
 //   manifold_term = log Z_z - log Z_x (eq 9), z_mean = K1 u, z_point = K0 u (eq 42); block terms summed.
 // Lambda, its factorisations and K0, K1 depend on the block only: they are computed once per call and
 // shared by the batch; per (sample, block) the work is r x c products. Gradients are analytic (derivation
-// in the backward below). For c <= nif::kMaxLatent the fused kernels (math/nif_block.h, cpu/ and cuda/) do
+// in the backward below). For c <= nif_block::kMaxLatent the device's fused kernels (ops/nif_block.h) do
 // everything in one pass per block / sample with the c x c algebra in registers; larger c goes through the
-// device-generic driver below (batched BLAS/LAPACK through ATen), which computes the same quantities.
+// ATen route below (batched BLAS/LAPACK, cuBLAS/cuSOLVER on GPU), which computes the same quantities.
 #include "checks.h"
-#include "nif_block_kernels.h"
+#include "nif_block.h"
 #include "../math/nif_block.h"
 
 #include <ATen/ATen.h>
@@ -33,7 +33,7 @@
 #include <tuple>
 
 namespace mfk {
-namespace nif {
+namespace nif_block {
 namespace {
 
 constexpr const char* kForward = "mfkernels.nif_block_forward";
@@ -46,16 +46,16 @@ Tensor by_sample(const Tensor& t) { return t.transpose(0, 1).contiguous(); }
 
 // x (B, P, r), A (P, r, c), log_sigma (P, r), one dtype and device.
 void check_layer(const Tensor& x, const char* x_name, const Tensor& A, const Tensor& log_sigma, const char* op) {
-  check_floating(x, op, x_name);
+  check_floating(op, x_name, x);
   TORCH_CHECK(x.dim() == 3, op, ": argument '", x_name, "' must be (B, P, r), got ", x.sym_sizes());
   for (const auto& [t, name] : {std::pair<const Tensor*, const char*>{&A, "A"}, {&log_sigma, "log_sigma"}}) {
-    check_floating(*t, op, name);
-    check_same_device_dtype(x, x_name, *t, op, name);
+    check_floating(op, name, *t);
+    check_same_device_dtype(op, name, *t, x_name, x);
   }
   TORCH_CHECK(A.dim() == 3 && A.sym_size(0) == x.sym_size(1) && A.sym_size(1) == x.sym_size(2), op,
-              ": argument 'A' must be (P, r, c) with P = ", x.sym_size(1), " and r = ", x.sym_size(2),
-              " from '", x_name, "', got ", A.sym_sizes());
-  check_shape(log_sigma, "log_sigma", {A.sym_size(0), A.sym_size(1)}, "(P, r)", op);
+              ": argument 'A' must be (P, r, c) with P = ", x.sym_size(1), " and r = ", x.sym_size(2), " from '",
+              x_name, "', got ", A.sym_sizes());
+  check_shape(op, "log_sigma", log_sigma, {A.sym_size(0), A.sym_size(1)}, "(P, r)");
 }
 
 double log_2pi() { return std::log(2 * M_PI); }
@@ -71,21 +71,19 @@ std::tuple<Tensor, Tensor> spd_inverse_logdet(const Tensor& M) {
   return {inverse.contiguous(), logdet};
 }
 
-ForwardOutputs forward(const Tensor& x, const Tensor& A,
-                                                                                    const Tensor& b,
-                                                                                    const Tensor& log_sigma) {
+ForwardOutputs forward_aten(const Tensor& x, const Tensor& A, const Tensor& b, const Tensor& log_sigma) {
   check_layer(x, "x", A, log_sigma, kForward);
-  check_floating(b, kForward, "b");
-  check_same_device_dtype(x, "x", b, kForward, "b");
-  check_shape(b, "b", x.sym_sizes(), "x's shape (B, P, r)", kForward);
+  check_floating(kForward, "b", b);
+  check_same_device_dtype(kForward, "b", b, "x", x);
+  check_shape(kForward, "b", b, x.sym_sizes(), "x's shape (B, P, r)");
   const int64_t r = A.size(1), c = A.size(2);
-  Tensor inv_var = at::exp(-2 * log_sigma);                  // (P, r)
-  Tensor mu = x - b;                                         // (B, P, r)
-  Tensor t = (mu * inv_var).contiguous();                    // S mu
-  Tensor quad = mu.mul_(t).sum(-1);                          // mu^T S mu, (B, P)
-  Tensor SA = A * inv_var.unsqueeze(-1);                     // (P, r, c)
-  Tensor lambda = at::bmm(A.transpose(1, 2), SA);            // (P, c, c)
-  Tensor u_p = at::bmm(by_block(t), A);                      // (P, B, c)
+  Tensor inv_var = at::exp(-2 * log_sigma);        // (P, r)
+  Tensor mu = x - b;                               // (B, P, r)
+  Tensor t = (mu * inv_var).contiguous();          // S mu
+  Tensor quad = mu.mul_(t).sum(-1);                // mu^T S mu, (B, P)
+  Tensor SA = A * inv_var.unsqueeze(-1);           // (P, r, c)
+  Tensor lambda = at::bmm(A.transpose(1, 2), SA);  // (P, c, c)
+  Tensor u_p = at::bmm(by_block(t), A);            // (P, B, c)
   Tensor eye = at::eye(c, x.options());
   auto [K1, logdet1] = spd_inverse_logdet(lambda + eye);
   auto [K0, logdet0] = spd_inverse_logdet(lambda);
@@ -106,24 +104,29 @@ ForwardOutputs forward(const Tensor& x, const Tensor& A,
 //   mu:          d/dmu = S gt - w t (the -1/2 w mu^T S mu of log Z_x); x gets it, b its negative
 //   S:           d/dS_i = sum (gt_i mu_i - 1/2 w mu_i^2) + 1/2 (A (G + G^T) A^T)_ii, and dS/dlog_sigma = -2 S
 //   log|Sigma|:  d/dlog_sigma_i -= sum w
-std::tuple<Tensor, Tensor, Tensor> backward(const Tensor& g_log_px, const Tensor& g_manifold, const Tensor& g_z_mean,
-                                            const Tensor& g_z_point, const Tensor& A, const Tensor& log_sigma,
-                                            const Tensor& t, const Tensor& u, const Tensor& z_mean,
-                                            const Tensor& z_point, const Tensor& K1, const Tensor& K0) {
+std::tuple<Tensor, Tensor, Tensor> backward_aten(const Tensor& g_log_px, const Tensor& g_manifold,
+                                                 const Tensor& g_z_mean, const Tensor& g_z_point, const Tensor& A,
+                                                 const Tensor& log_sigma, const Tensor& t, const Tensor& u,
+                                                 const Tensor& z_mean, const Tensor& z_point, const Tensor& K1,
+                                                 const Tensor& K0) {
   check_layer(t, "scaled_residual", A, log_sigma, kBackward);
   const c10::SymInt B = t.sym_size(0), P = A.sym_size(0), c = A.sym_size(2);
-  for (const auto& [v, name] : {std::pair<const Tensor*, const char*>{&g_z_mean, "g_z_mean"}, {&g_z_point, "g_z_point"},
-                                {&u, "u"}, {&z_mean, "z_mean"}, {&z_point, "z_point"}}) {
-    check_floating(*v, kBackward, name);
-    check_same_device_dtype(t, "scaled_residual", *v, kBackward, name);
-    check_shape(*v, name, {B, P, c}, "(B, P, c)", kBackward);
+  for (const auto& [v, name] : {std::pair<const Tensor*, const char*>{&g_z_mean, "g_z_mean"},
+                                {&g_z_point, "g_z_point"},
+                                {&u, "u"},
+                                {&z_mean, "z_mean"},
+                                {&z_point, "z_point"}}) {
+    check_floating(kBackward, name, *v);
+    check_same_device_dtype(kBackward, name, *v, "scaled_residual", t);
+    check_shape(kBackward, name, *v, {B, P, c}, "(B, P, c)");
   }
-  for (const auto& [v, name] : {std::pair<const Tensor*, const char*>{&g_log_px, "g_log_px"}, {&g_manifold, "g_manifold"}}) {
-    check_floating(*v, kBackward, name);
-    check_shape(*v, name, {B}, "(B,)", kBackward);
+  for (const auto& [v, name] :
+       {std::pair<const Tensor*, const char*>{&g_log_px, "g_log_px"}, {&g_manifold, "g_manifold"}}) {
+    check_floating(kBackward, name, *v);
+    check_shape(kBackward, name, *v, {B}, "(B,)");
   }
-  check_shape(K1, "K1", {P, c, c}, "(P, c, c)", kBackward);
-  check_shape(K0, "K0", {P, c, c}, "(P, c, c)", kBackward);
+  check_shape(kBackward, "K1", K1, {P, c, c}, "(P, c, c)");
+  check_shape(kBackward, "K0", K0, {P, c, c}, "(P, c, c)");
 
   Tensor inv_var = at::exp(-2 * log_sigma);
   Tensor g1 = g_log_px.view({-1, 1, 1}), g2 = g_manifold.view({-1, 1, 1});
@@ -136,9 +139,9 @@ std::tuple<Tensor, Tensor, Tensor> backward(const Tensor& g_log_px, const Tensor
              at::bmm(K1, at::bmm(gm_p.transpose(1, 2), zm_p)) - at::bmm(K0, at::bmm(gp_p.transpose(1, 2), zp_p));
   Tensor Gs = G + G.transpose(1, 2);
   Tensor t_p = by_block(t);
-  Tensor A_Gs = at::bmm(A, Gs);                                          // (P, r, c)
+  Tensor A_Gs = at::bmm(A, Gs);  // (P, r, c)
   Tensor grad_A = A_Gs * inv_var.unsqueeze(-1) + at::bmm(t_p.transpose(1, 2), gu_p);
-  Tensor gt = by_sample(at::bmm(gu_p, A.transpose(1, 2)));               // (B, P, r)
+  Tensor gt = by_sample(at::bmm(gu_p, A.transpose(1, 2)));  // (B, P, r)
   Tensor w = (g_log_px + g_manifold).view({-1, 1, 1});
   Tensor mu = t / inv_var;
   Tensor grad_x = gt * inv_var - w * t;
@@ -153,104 +156,113 @@ std::tuple<Tensor, Tensor, Tensor> backward(const Tensor& g_log_px, const Tensor
 //   dlog Z_x = dmu^T t + 1/2 mu^T dS mu + sum dlog_sigma,
 //   dlog_px = du^T z_mean - 1/2 z_mean^T dLambda z_mean - 1/2 tr(K1 dLambda) - dlog Z_x   (dK = -K dLambda K),
 //   dmanifold_term = du^T z_point - 1/2 z_point^T dLambda z_point - 1/2 tr(K0 dLambda) - dlog Z_x.
-std::tuple<Tensor, Tensor, Tensor, Tensor> jvp(const Tensor& dx, const Tensor& dA, const Tensor& db,
-                                               const Tensor& dlog_sigma, const Tensor& A, const Tensor& log_sigma,
-                                               const Tensor& t, const Tensor& z_mean, const Tensor& z_point,
-                                               const Tensor& K1, const Tensor& K0) {
+}  // namespace
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> nif_block_jvp(const Tensor& dx, const Tensor& dA, const Tensor& db,
+                                                         const Tensor& dlog_sigma, const Tensor& A,
+                                                         const Tensor& log_sigma, const Tensor& t, const Tensor& z_mean,
+                                                         const Tensor& z_point, const Tensor& K1, const Tensor& K0) {
   check_layer(t, "scaled_residual", A, log_sigma, kJvp);
   check_layer(dx, "x_dot", A, log_sigma, kJvp);
   check_layer(db, "b_dot", A, log_sigma, kJvp);
-  check_floating(dA, kJvp, "A_dot");
-  check_shape(dA, "A_dot", A.sym_sizes(), "A's shape (P, r, c)", kJvp);
-  check_floating(dlog_sigma, kJvp, "log_sigma_dot");
-  check_shape(dlog_sigma, "log_sigma_dot", log_sigma.sym_sizes(), "(P, r)", kJvp);
+  check_floating(kJvp, "A_dot", dA);
+  check_shape(kJvp, "A_dot", dA, A.sym_sizes(), "A's shape (P, r, c)");
+  check_floating(kJvp, "log_sigma_dot", dlog_sigma);
+  check_shape(kJvp, "log_sigma_dot", dlog_sigma, log_sigma.sym_sizes(), "(P, r)");
   Tensor inv_var = at::exp(-2 * log_sigma);
-  Tensor dS = -2 * inv_var * dlog_sigma;                                   // (P, r)
-  Tensor mu = t / inv_var, dmu = dx - db;                                  // (B, P, r)
+  Tensor dS = -2 * inv_var * dlog_sigma;   // (P, r)
+  Tensor mu = t / inv_var, dmu = dx - db;  // (B, P, r)
   Tensor dt = dmu * inv_var + dS * mu;
-  Tensor du_p = at::bmm(by_block(t), dA) + at::bmm(by_block(dt), A);       // (P, B, c)
+  Tensor du_p = at::bmm(by_block(t), dA) + at::bmm(by_block(dt), A);  // (P, B, c)
   Tensor dA_SA = at::bmm(dA.transpose(1, 2), A * inv_var.unsqueeze(-1));
   Tensor dLambda = dA_SA + dA_SA.transpose(1, 2) + at::bmm(A.transpose(1, 2), A * dS.unsqueeze(-1));
   Tensor zm_p = by_block(z_mean), zp_p = by_block(z_point);
-  Tensor dLzm = at::bmm(zm_p, dLambda), dLzp = at::bmm(zp_p, dLambda);    // dLambda symmetric: rows (dLambda z)^T
+  Tensor dLzm = at::bmm(zm_p, dLambda), dLzp = at::bmm(zp_p, dLambda);  // dLambda symmetric: rows (dLambda z)^T
   Tensor dz_mean = by_sample(at::bmm(du_p - dLzm, K1)), dz_point = by_sample(at::bmm(du_p - dLzp, K0));
   Tensor dlog_zx = (dmu * t).sum(-1) + 0.5 * (dS * mu * mu).sum(-1) + dlog_sigma.sum(-1);  // (B, P)
-  Tensor tr1 = (K1 * dLambda).sum({-2, -1}), tr0 = (K0 * dLambda).sum({-2, -1});         // (P,)
+  Tensor tr1 = (K1 * dLambda).sum({-2, -1}), tr0 = (K0 * dLambda).sum({-2, -1});           // (P,)
   Tensor d_log_px = ((du_p * zm_p).sum(-1) - 0.5 * (dLzm * zm_p).sum(-1) - 0.5 * tr1.unsqueeze(-1)).transpose(0, 1);
   Tensor d_manifold = ((du_p * zp_p).sum(-1) - 0.5 * (dLzp * zp_p).sum(-1) - 0.5 * tr0.unsqueeze(-1)).transpose(0, 1);
   return {(d_log_px - dlog_zx).sum(-1), (d_manifold - dlog_zx).sum(-1), dz_mean, dz_point};
 }
 
+// ---- Drivers: the device's fused kernels for c <= kMaxLatent (same outputs and gradients as the ATen route) ----
+
+ForwardOutputs nif_block_forward(const Kernels& device, const Tensor& x, const Tensor& A, const Tensor& b,
+                                 const Tensor& log_sigma) {
+  check_layer(x, "x", A, log_sigma, kForward);
+  check_floating(kForward, "b", b);
+  check_same_device_dtype(kForward, "b", b, "x", x);
+  check_shape(kForward, "b", b, x.sym_sizes(), "x's shape (B, P, r)");
+  if (A.size(2) > kMaxLatent) return forward_aten(x, A, b, log_sigma);
+  // b is read in place when it only broadcasts over the batch (the layer passes b.expand(x.shape))
+  const bool rows_contiguous =
+      b.stride(2) == 1 && b.stride(1) == b.size(2) && (b.stride(0) == 0 || b.stride(0) == b.size(1) * b.size(2));
+  return device.fused_forward(x.contiguous(), A.contiguous(), rows_contiguous ? b : b.contiguous(),
+                              at::exp(-2 * log_sigma).contiguous(), log_sigma.sum(-1).contiguous());
+}
+
+BackwardOutputs nif_block_backward(const Kernels& device, const Tensor& g_log_px, const Tensor& g_manifold,
+                                   const Tensor& g_z_mean, const Tensor& g_z_point, const Tensor& A,
+                                   const Tensor& log_sigma, const Tensor& t, const Tensor& u, const Tensor& z_mean,
+                                   const Tensor& z_point, const Tensor& K1, const Tensor& K0) {
+  if (A.dim() != 3 || A.size(2) > kMaxLatent) {
+    return backward_aten(g_log_px, g_manifold, g_z_mean, g_z_point, A, log_sigma, t, u, z_mean, z_point, K1, K0);
+  }
+  check_layer(t, "scaled_residual", A, log_sigma, kBackward);
+  const c10::SymInt B = t.sym_size(0), P = A.sym_size(0), c = A.sym_size(2);
+  for (const auto& [v, name] : {std::pair<const Tensor*, const char*>{&g_z_mean, "g_z_mean"},
+                                {&g_z_point, "g_z_point"},
+                                {&z_mean, "z_mean"},
+                                {&z_point, "z_point"},
+                                {&g_log_px, "g_log_px"},
+                                {&g_manifold, "g_manifold"},
+                                {&K1, "K1"},
+                                {&K0, "K0"}}) {
+    check_floating(kBackward, name, *v);
+    check_same_device_dtype(kBackward, name, *v, "scaled_residual", t);
+  }
+  for (const auto& [v, name] : {std::pair<const Tensor*, const char*>{&g_z_mean, "g_z_mean"},
+                                {&g_z_point, "g_z_point"},
+                                {&z_mean, "z_mean"},
+                                {&z_point, "z_point"}}) {
+    check_shape(kBackward, name, *v, {B, P, c}, "(B, P, c)");
+  }
+  check_shape(kBackward, "g_log_px", g_log_px, {B}, "(B,)");
+  check_shape(kBackward, "g_manifold", g_manifold, {B}, "(B,)");
+  check_shape(kBackward, "K1", K1, {P, c, c}, "(P, c, c)");
+  check_shape(kBackward, "K0", K0, {P, c, c}, "(P, c, c)");
+  return device.fused_backward(g_log_px.contiguous(), g_manifold.contiguous(), g_z_mean.contiguous(),
+                               g_z_point.contiguous(), A.contiguous(), at::exp(-2 * log_sigma).contiguous(),
+                               t.contiguous(), z_mean.contiguous(), z_point.contiguous(), K1.contiguous(),
+                               K0.contiguous());
+}
+
+// ---- Meta kernels: shapes only ----
+
+namespace {
+
 std::tuple<Tensor, Tensor, Tensor, Tensor> jvp_meta(const Tensor& dx, const Tensor& dA, const Tensor& db,
-                                                    const Tensor& dlog_sigma, const Tensor& A,
-                                                    const Tensor& log_sigma, const Tensor& t, const Tensor& z_mean,
-                                                    const Tensor& z_point, const Tensor& K1, const Tensor& K0) {
+                                                    const Tensor& dlog_sigma, const Tensor& A, const Tensor& log_sigma,
+                                                    const Tensor& t, const Tensor& z_mean, const Tensor& z_point,
+                                                    const Tensor& K1, const Tensor& K0) {
   check_layer(t, "scaled_residual", A, log_sigma, kJvp);
   auto o = t.options();
   return {at::empty_symint({t.sym_size(0)}, o), at::empty_symint({t.sym_size(0)}, o),
           at::empty_symint(z_mean.sym_sizes(), o), at::empty_symint(z_point.sym_sizes(), o)};
 }
 
-// ---- Fused kernels for c <= kMaxLatent (same outputs and gradients as the driver above) ----
-
-template <ForwardOutputs (*Kernel)(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&)>
-ForwardOutputs forward_fused(const Tensor& x, const Tensor& A, const Tensor& b, const Tensor& log_sigma) {
-  check_layer(x, "x", A, log_sigma, kForward);
-  check_floating(b, kForward, "b");
-  check_same_device_dtype(x, "x", b, kForward, "b");
-  check_shape(b, "b", x.sym_sizes(), "x's shape (B, P, r)", kForward);
-  if (A.size(2) > kMaxLatent) return forward(x, A, b, log_sigma);
-  // b is read in place when it only broadcasts over the batch (the layer passes b.expand(x.shape))
-  const bool rows_contiguous = b.stride(2) == 1 && b.stride(1) == b.size(2) &&
-                               (b.stride(0) == 0 || b.stride(0) == b.size(1) * b.size(2));
-  return Kernel(x.contiguous(), A.contiguous(), rows_contiguous ? b : b.contiguous(),
-                at::exp(-2 * log_sigma).contiguous(), log_sigma.sum(-1).contiguous());
-}
-
-template <BackwardOutputs (*Kernel)(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                                    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                                    const Tensor&)>
-BackwardOutputs backward_fused(const Tensor& g_log_px, const Tensor& g_manifold, const Tensor& g_z_mean,
-                               const Tensor& g_z_point, const Tensor& A, const Tensor& log_sigma, const Tensor& t,
-                               const Tensor& u, const Tensor& z_mean, const Tensor& z_point, const Tensor& K1,
-                               const Tensor& K0) {
-  if (A.dim() != 3 || A.size(2) > kMaxLatent) {
-    return backward(g_log_px, g_manifold, g_z_mean, g_z_point, A, log_sigma, t, u, z_mean, z_point, K1, K0);
-  }
-  check_layer(t, "scaled_residual", A, log_sigma, kBackward);
-  const c10::SymInt B = t.sym_size(0), P = A.sym_size(0), c = A.sym_size(2);
-  for (const auto& [v, name] : {std::pair<const Tensor*, const char*>{&g_z_mean, "g_z_mean"}, {&g_z_point, "g_z_point"},
-                                {&z_mean, "z_mean"}, {&z_point, "z_point"}, {&g_log_px, "g_log_px"},
-                                {&g_manifold, "g_manifold"}, {&K1, "K1"}, {&K0, "K0"}}) {
-    check_floating(*v, kBackward, name);
-    check_same_device_dtype(t, "scaled_residual", *v, kBackward, name);
-  }
-  for (const auto& [v, name] : {std::pair<const Tensor*, const char*>{&g_z_mean, "g_z_mean"}, {&g_z_point, "g_z_point"},
-                                {&z_mean, "z_mean"}, {&z_point, "z_point"}}) {
-    check_shape(*v, name, {B, P, c}, "(B, P, c)", kBackward);
-  }
-  check_shape(g_log_px, "g_log_px", {B}, "(B,)", kBackward);
-  check_shape(g_manifold, "g_manifold", {B}, "(B,)", kBackward);
-  check_shape(K1, "K1", {P, c, c}, "(P, c, c)", kBackward);
-  check_shape(K0, "K0", {P, c, c}, "(P, c, c)", kBackward);
-  return Kernel(g_log_px.contiguous(), g_manifold.contiguous(), g_z_mean.contiguous(), g_z_point.contiguous(),
-                A.contiguous(), at::exp(-2 * log_sigma).contiguous(), t.contiguous(), z_mean.contiguous(),
-                z_point.contiguous(), K1.contiguous(), K0.contiguous());
-}
-
-// ---- Meta kernels: shapes only ----
-
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> forward_meta(const Tensor& x,
-                                                                                         const Tensor& A,
-                                                                                         const Tensor& b,
-                                                                                         const Tensor& log_sigma) {
+                                                                                        const Tensor& A,
+                                                                                        const Tensor& b,
+                                                                                        const Tensor& log_sigma) {
   check_layer(x, "x", A, log_sigma, kForward);
-  check_shape(b, "b", x.sym_sizes(), "x's shape (B, P, r)", kForward);
+  check_shape(kForward, "b", b, x.sym_sizes(), "x's shape (B, P, r)");
   const c10::SymInt B = x.sym_size(0), P = A.sym_size(0), c = A.sym_size(2);
   auto o = x.options();
-  return {at::empty_symint({B}, o),        at::empty_symint({B}, o),        at::empty_symint({B, P, c}, o),
-          at::empty_symint({B, P, c}, o),  at::empty_symint(x.sym_sizes(), o), at::empty_symint({B, P, c}, o),
-          at::empty_symint({P, c, c}, o),  at::empty_symint({P, c, c}, o)};
+  return {at::empty_symint({B}, o),       at::empty_symint({B}, o),           at::empty_symint({B, P, c}, o),
+          at::empty_symint({B, P, c}, o), at::empty_symint(x.sym_sizes(), o), at::empty_symint({B, P, c}, o),
+          at::empty_symint({P, c, c}, o), at::empty_symint({P, c, c}, o)};
 }
 
 std::tuple<Tensor, Tensor, Tensor> backward_meta(const Tensor& g_log_px, const Tensor& g_manifold,
@@ -264,38 +276,25 @@ std::tuple<Tensor, Tensor, Tensor> backward_meta(const Tensor& g_log_px, const T
 }
 
 }  // namespace
-}  // namespace nif
+}  // namespace nif_block
 }  // namespace mfk
 
 TORCH_LIBRARY_FRAGMENT(mfkernels, m) {
-  m.def("nif_block_forward(Tensor x, Tensor A, Tensor b, Tensor log_sigma) -> (Tensor log_px, Tensor manifold_term, "
-        "Tensor z_mean, Tensor z_point, Tensor scaled_residual, Tensor u, Tensor K1, Tensor K0)");
-  m.def("nif_block_backward(Tensor g_log_px, Tensor g_manifold, Tensor g_z_mean, Tensor g_z_point, Tensor A, "
-        "Tensor log_sigma, Tensor scaled_residual, Tensor u, Tensor z_mean, Tensor z_point, Tensor K1, Tensor K0) -> "
-        "(Tensor grad_x, Tensor grad_A, Tensor grad_log_sigma)");
-  m.def("nif_block_jvp(Tensor x_dot, Tensor A_dot, Tensor b_dot, Tensor log_sigma_dot, Tensor A, Tensor log_sigma, "
-        "Tensor scaled_residual, Tensor z_mean, Tensor z_point, Tensor K1, Tensor K0) -> "
-        "(Tensor log_px_dot, Tensor manifold_term_dot, Tensor z_mean_dot, Tensor z_point_dot)");
+  m.def(
+      "nif_block_forward(Tensor x, Tensor A, Tensor b, Tensor log_sigma) -> (Tensor log_px, Tensor manifold_term, "
+      "Tensor z_mean, Tensor z_point, Tensor scaled_residual, Tensor u, Tensor K1, Tensor K0)");
+  m.def(
+      "nif_block_backward(Tensor g_log_px, Tensor g_manifold, Tensor g_z_mean, Tensor g_z_point, Tensor A, "
+      "Tensor log_sigma, Tensor scaled_residual, Tensor u, Tensor z_mean, Tensor z_point, Tensor K1, Tensor K0) -> "
+      "(Tensor grad_x, Tensor grad_A, Tensor grad_log_sigma)");
+  m.def(
+      "nif_block_jvp(Tensor x_dot, Tensor A_dot, Tensor b_dot, Tensor log_sigma_dot, Tensor A, Tensor log_sigma, "
+      "Tensor scaled_residual, Tensor z_mean, Tensor z_point, Tensor K1, Tensor K0) -> "
+      "(Tensor log_px_dot, Tensor manifold_term_dot, Tensor z_mean_dot, Tensor z_point_dot)");
 }
-
-// Fused kernels for c <= kMaxLatent, the device-generic driver (batched LAPACK/BLAS on CPU, cuSOLVER/cuBLAS
-// on GPU) beyond.
-TORCH_LIBRARY_IMPL(mfkernels, CPU, m) {
-  m.impl("nif_block_forward", mfk::nif::forward_fused<mfk::nif::fused_forward_cpu>);
-  m.impl("nif_block_backward", mfk::nif::backward_fused<mfk::nif::fused_backward_cpu>);
-  m.impl("nif_block_jvp", mfk::nif::jvp);
-}
-
-#ifdef MFK_WITH_CUDA
-TORCH_LIBRARY_IMPL(mfkernels, CUDA, m) {
-  m.impl("nif_block_forward", mfk::nif::forward_fused<mfk::nif::fused_forward_cuda>);
-  m.impl("nif_block_backward", mfk::nif::backward_fused<mfk::nif::fused_backward_cuda>);
-  m.impl("nif_block_jvp", mfk::nif::jvp);
-}
-#endif
 
 TORCH_LIBRARY_IMPL(mfkernels, Meta, m) {
-  m.impl("nif_block_forward", mfk::nif::forward_meta);
-  m.impl("nif_block_backward", mfk::nif::backward_meta);
-  m.impl("nif_block_jvp", mfk::nif::jvp_meta);
+  m.impl("nif_block_forward", mfk::nif_block::forward_meta);
+  m.impl("nif_block_backward", mfk::nif_block::backward_meta);
+  m.impl("nif_block_jvp", mfk::nif_block::jvp_meta);
 }

@@ -21,8 +21,11 @@
 // + sigma dsigma (|alpha|^2 - tr Sigma^-1) (noisy); -alpha^T dz + alpha^T dL w - sum dL_ii / L_ii (triangular):
 //   tril_gaussian_noisy_jvp(z_dot, A_dot, sigma_dot, A, sigma, C, w) -> log_prob_dot (N,)
 //   tril_gaussian_triangular_jvp(z_dot, A_dot, A, w) -> log_prob_dot (N,)
-// The work is LAPACK/BLAS (potrf, trsm, gemm) through ATen, so one device-generic driver serves CPU and CUDA.
+// The work is LAPACK/BLAS (potrf, trsm, gemm) through ATen, so the drivers are device-generic: cpu/ and cuda/
+// register the same ones (ops/tril_gaussian.h).
+#include "tril_gaussian.h"
 #include "checks.h"
+#include "../math/tril_gaussian.h"
 
 #include <ATen/ATen.h>
 #include <c10/core/SymInt.h>
@@ -47,27 +50,25 @@ constexpr const char* kTriJvp = "mfkernels.tril_gaussian_triangular_jvp";
 // z (N, D) rows and A (D, D), one dtype and device; `others` must share them too.
 void check_rows_and_scale(const Tensor& z, const Tensor& A, const char* op,
                           std::initializer_list<std::pair<const Tensor*, const char*>> others = {}) {
-  check_floating(z, op, "z");
+  check_floating(op, "z", z);
   TORCH_CHECK(z.dim() == 2, op, ": argument 'z' must be rows (N, D), got ", z.sym_sizes());
-  check_floating(A, op, "A");
-  check_same_device_dtype(z, "z", A, op, "A");
+  check_floating(op, "A", A);
+  check_same_device_dtype(op, "A", A, "z", z);
   TORCH_CHECK(A.dim() == 2 && A.sym_size(0) == z.sym_size(1) && A.sym_size(1) == z.sym_size(1), op,
               ": argument 'A' must be square (D, D) with D = ", z.sym_size(1), " (the last dim of 'z'), got ",
               A.sym_sizes());
   for (const auto& [t, name] : others) {
-    check_floating(*t, op, name);
-    check_same_device_dtype(z, "z", *t, op, name);
+    check_floating(op, name, *t);
+    check_same_device_dtype(op, name, *t, "z", z);
   }
 }
 
 void check_per_row(const Tensor& z, const Tensor& t, const char* name, const char* op) {
-  check_floating(t, op, name);
-  check_same_device_dtype(z, "z", t, op, name);
+  check_floating(op, name, t);
+  check_same_device_dtype(op, name, t, "z", z);
   TORCH_CHECK(t.dim() == 1 && t.sym_size(0) == z.sym_size(0), op, ": argument '", name, "' must have shape (N,) = (",
               z.sym_size(0), ",), got ", t.sym_sizes());
 }
-
-double half_log_2pi_times(int64_t D) { return 0.5 * static_cast<double>(D) * std::log(2 * M_PI); }
 
 // w = T^-1 z^T, returned as rows (N, D), for lower-triangular T.
 Tensor solve_rows(const Tensor& T, const Tensor& z) {
@@ -86,10 +87,6 @@ Tensor solve_transposed_rows(const Tensor& T, const Tensor& w) {
 // only: the blocks strictly below the diagonal are used as they are, the diagonal blocks through small
 // tril copies, so no D x D copy of tril(A) is made (fresh D x D buffers cost page faults: about 1 ms
 // each on that machine).
-constexpr int64_t kBlockRows = 128;
-
-int64_t block_count(int64_t D) { return (D + kBlockRows - 1) / kBlockRows; }
-
 // Rows (or columns) [begin, end) of block i.
 std::pair<int64_t, int64_t> block_range(int64_t i, int64_t D) {
   return {i * kBlockRows, std::min(D, (i + 1) * kBlockRows)};
@@ -262,9 +259,20 @@ Tensor rows_times_lower(const Tensor& R, const Tensor& A, const std::vector<Tens
   return out;
 }
 
+void check_block_inverses(const Tensor& w, const Tensor& C_block_inv, const char* op) {
+  check_floating(op, "C_block_inv", C_block_inv);
+  check_same_device_dtype(op, "C_block_inv", C_block_inv, "z", w);
+  const c10::SymInt D = w.sym_size(1);
+  const std::vector<c10::SymInt> expected{(D + kBlockRows - 1) / kBlockRows, kBlockRows, kBlockRows};
+  check_shape(op, "C_block_inv", C_block_inv, expected, "(ceil(D / 128), 128, 128), as the forward returns it");
+}
+
+}  // namespace
+
 // ---- The ops ----
 
-std::tuple<Tensor, Tensor, Tensor, Tensor> noisy_forward(const Tensor& z, const Tensor& A, const Tensor& sigma) {
+std::tuple<Tensor, Tensor, Tensor, Tensor> tril_gaussian_noisy_forward(const Tensor& z, const Tensor& A,
+                                                                       const Tensor& sigma) {
   check_rows_and_scale(z, A, kNoisyForward, {{&sigma, "sigma"}});
   TORCH_CHECK(sigma.dim() == 0, kNoisyForward, ": argument 'sigma' must be a 0-dim tensor, got ", sigma.sym_sizes());
   const int64_t D = z.size(1);
@@ -278,22 +286,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> noisy_forward(const Tensor& z, const 
   return {log_prob, C, w, inverses};
 }
 
-void check_block_inverses(const Tensor& w, const Tensor& C_block_inv, const char* op) {
-  check_floating(C_block_inv, op, "C_block_inv");
-  check_same_device_dtype(w, "z", C_block_inv, op, "C_block_inv");
-  const c10::SymInt D = w.sym_size(1);
-  const std::vector<c10::SymInt> expected{(D + kBlockRows - 1) / kBlockRows, kBlockRows, kBlockRows};
-  check_shape(C_block_inv, "C_block_inv", expected, "(ceil(D / 128), 128, 128), as the forward returns it", op);
-}
-
 // d/dL = tril(M L) = tril(alpha^T (g alpha L)) - G tril(Sigma^-1 L), the second as tril(C^-T C^-1 (-G L))
 // by two in-place substitutions in the buffer that becomes grad_A (no explicit Sigma^-1).
-std::tuple<Tensor, Tensor, Tensor> noisy_backward(const Tensor& grad, const Tensor& A, const Tensor& sigma,
-                                                  const Tensor& C, const Tensor& w, const Tensor& C_block_inv,
-                                                  bool sigma_grad) {
+std::tuple<Tensor, Tensor, Tensor> tril_gaussian_noisy_backward(const Tensor& grad, const Tensor& A,
+                                                                const Tensor& sigma, const Tensor& C, const Tensor& w,
+                                                                const Tensor& C_block_inv, bool sigma_grad) {
   check_rows_and_scale(w, A, kNoisyBackward, {{&sigma, "sigma"}, {&C, "C"}});
   check_per_row(w, grad, "grad", kNoisyBackward);
-  check_shape(C, "C", A.sym_sizes(), "A's shape", kNoisyBackward);
+  check_shape(kNoisyBackward, "C", C, A.sym_sizes(), "A's shape");
   check_block_inverses(w, C_block_inv, kNoisyBackward);
   const int64_t D = A.size(0);
   Tensor G = grad.sum();
@@ -309,13 +309,13 @@ std::tuple<Tensor, Tensor, Tensor> noisy_backward(const Tensor& grad, const Tens
     block(grad_A, i0, i1, i0, i1).tril_();
   }
   // d/dsigma = sigma tr(M) needs tr(Sigma^-1), another substitution: only when sigma wants a gradient
-  Tensor grad_sigma = sigma_grad ? sigma * ((alpha.square() * grad.unsqueeze(1)).sum() -
-                                            G * precision_trace(C, C_block_inv, scratch))
-                                 : at::zeros_like(sigma);
+  Tensor grad_sigma =
+      sigma_grad ? sigma * ((alpha.square() * grad.unsqueeze(1)).sum() - G * precision_trace(C, C_block_inv, scratch))
+                 : at::zeros_like(sigma);
   return {alpha.mul_(grad.neg().unsqueeze(1)), grad_A, grad_sigma};
 }
 
-std::tuple<Tensor, Tensor> triangular_forward(const Tensor& z, const Tensor& A) {
+std::tuple<Tensor, Tensor> tril_gaussian_triangular_forward(const Tensor& z, const Tensor& A) {
   check_rows_and_scale(z, A, kTriForward);
   const int64_t D = z.size(1);
   Tensor L = at::tril(A);
@@ -324,7 +324,7 @@ std::tuple<Tensor, Tensor> triangular_forward(const Tensor& z, const Tensor& A) 
   return {log_prob, w};
 }
 
-std::tuple<Tensor, Tensor> triangular_backward(const Tensor& grad, const Tensor& A, const Tensor& w) {
+std::tuple<Tensor, Tensor> tril_gaussian_triangular_backward(const Tensor& grad, const Tensor& A, const Tensor& w) {
   check_rows_and_scale(w, A, kTriBackward);
   check_per_row(w, grad, "grad", kTriBackward);
   Tensor L = at::tril(A);
@@ -334,11 +334,12 @@ std::tuple<Tensor, Tensor> triangular_backward(const Tensor& grad, const Tensor&
   return {alpha.mul_(grad.neg().unsqueeze(1)), grad_A};
 }
 
-Tensor noisy_jvp(const Tensor& z_dot, const Tensor& A_dot, const Tensor& sigma_dot, const Tensor& A,
-                 const Tensor& sigma, const Tensor& C, const Tensor& w) {
-  check_rows_and_scale(w, A, kNoisyJvp, {{&z_dot, "z_dot"}, {&A_dot, "A_dot"}, {&sigma, "sigma"}, {&sigma_dot, "sigma_dot"}, {&C, "C"}});
-  check_shape(z_dot, "z_dot", w.sym_sizes(), "z's shape (N, D)", kNoisyJvp);
-  check_shape(A_dot, "A_dot", A.sym_sizes(), "A's shape (D, D)", kNoisyJvp);
+Tensor tril_gaussian_noisy_jvp(const Tensor& z_dot, const Tensor& A_dot, const Tensor& sigma_dot, const Tensor& A,
+                               const Tensor& sigma, const Tensor& C, const Tensor& w) {
+  check_rows_and_scale(w, A, kNoisyJvp,
+                       {{&z_dot, "z_dot"}, {&A_dot, "A_dot"}, {&sigma, "sigma"}, {&sigma_dot, "sigma_dot"}, {&C, "C"}});
+  check_shape(kNoisyJvp, "z_dot", z_dot, w.sym_sizes(), "z's shape (N, D)");
+  check_shape(kNoisyJvp, "A_dot", A_dot, A.sym_sizes(), "A's shape (D, D)");
   Tensor L = at::tril(A), dL = at::tril(A_dot);
   Tensor alpha = solve_transposed_rows(C, w);
   Tensor precision = at::cholesky_inverse(C);
@@ -347,16 +348,18 @@ Tensor noisy_jvp(const Tensor& z_dot, const Tensor& A_dot, const Tensor& sigma_d
   return per_row - (alpha * z_dot).sum(1) - shared;
 }
 
-Tensor triangular_jvp(const Tensor& z_dot, const Tensor& A_dot, const Tensor& A, const Tensor& w) {
+Tensor tril_gaussian_triangular_jvp(const Tensor& z_dot, const Tensor& A_dot, const Tensor& A, const Tensor& w) {
   check_rows_and_scale(w, A, kTriJvp, {{&z_dot, "z_dot"}, {&A_dot, "A_dot"}});
-  check_shape(z_dot, "z_dot", w.sym_sizes(), "z's shape (N, D)", kTriJvp);
-  check_shape(A_dot, "A_dot", A.sym_sizes(), "A's shape (D, D)", kTriJvp);
+  check_shape(kTriJvp, "z_dot", z_dot, w.sym_sizes(), "z's shape (N, D)");
+  check_shape(kTriJvp, "A_dot", A_dot, A.sym_sizes(), "A's shape (D, D)");
   Tensor L = at::tril(A), dL = at::tril(A_dot);
   Tensor alpha = solve_transposed_rows(L, w);
   return (alpha * (at::mm(w, dL.t()) - z_dot)).sum(1) - (dL.diagonal() / L.diagonal()).sum();
 }
 
 // ---- Meta kernels: shapes only ----
+
+namespace {
 
 std::tuple<Tensor, Tensor, Tensor, Tensor> noisy_forward_meta(const Tensor& z, const Tensor& A, const Tensor& sigma) {
   check_rows_and_scale(z, A, kNoisyForward, {{&sigma, "sigma"}});
@@ -401,32 +404,20 @@ Tensor triangular_jvp_meta(const Tensor& z_dot, const Tensor& A_dot, const Tenso
 }  // namespace mfk
 
 TORCH_LIBRARY_FRAGMENT(mfkernels, m) {
-  m.def("tril_gaussian_noisy_forward(Tensor z, Tensor A, Tensor sigma) -> (Tensor log_prob, Tensor C, Tensor w, "
-        "Tensor C_block_inv)");
-  m.def("tril_gaussian_noisy_backward(Tensor grad, Tensor A, Tensor sigma, Tensor C, Tensor w, Tensor C_block_inv, "
-        "bool sigma_grad=True) -> "
-        "(Tensor grad_z, Tensor grad_A, Tensor grad_sigma)");
+  m.def(
+      "tril_gaussian_noisy_forward(Tensor z, Tensor A, Tensor sigma) -> (Tensor log_prob, Tensor C, Tensor w, "
+      "Tensor C_block_inv)");
+  m.def(
+      "tril_gaussian_noisy_backward(Tensor grad, Tensor A, Tensor sigma, Tensor C, Tensor w, Tensor C_block_inv, "
+      "bool sigma_grad=True) -> "
+      "(Tensor grad_z, Tensor grad_A, Tensor grad_sigma)");
   m.def("tril_gaussian_triangular_forward(Tensor z, Tensor A) -> (Tensor log_prob, Tensor w)");
   m.def("tril_gaussian_triangular_backward(Tensor grad, Tensor A, Tensor w) -> (Tensor grad_z, Tensor grad_A)");
-  m.def("tril_gaussian_noisy_jvp(Tensor z_dot, Tensor A_dot, Tensor sigma_dot, Tensor A, Tensor sigma, Tensor C, "
-        "Tensor w) -> Tensor log_prob_dot");
+  m.def(
+      "tril_gaussian_noisy_jvp(Tensor z_dot, Tensor A_dot, Tensor sigma_dot, Tensor A, Tensor sigma, Tensor C, "
+      "Tensor w) -> Tensor log_prob_dot");
   m.def("tril_gaussian_triangular_jvp(Tensor z_dot, Tensor A_dot, Tensor A, Tensor w) -> Tensor log_prob_dot");
 }
-
-#define MFK_REGISTER_TRIL_GAUSSIAN(m)                                                   \
-  m.impl("tril_gaussian_noisy_forward", mfk::tril_gaussian::noisy_forward);             \
-  m.impl("tril_gaussian_noisy_backward", mfk::tril_gaussian::noisy_backward);           \
-  m.impl("tril_gaussian_triangular_forward", mfk::tril_gaussian::triangular_forward);   \
-  m.impl("tril_gaussian_triangular_backward", mfk::tril_gaussian::triangular_backward);   \
-  m.impl("tril_gaussian_noisy_jvp", mfk::tril_gaussian::noisy_jvp);                     \
-  m.impl("tril_gaussian_triangular_jvp", mfk::tril_gaussian::triangular_jvp);
-
-// One device-generic driver (LAPACK/BLAS on CPU, cuSOLVER/cuBLAS on GPU).
-TORCH_LIBRARY_IMPL(mfkernels, CPU, m) { MFK_REGISTER_TRIL_GAUSSIAN(m) }
-
-#ifdef MFK_WITH_CUDA
-TORCH_LIBRARY_IMPL(mfkernels, CUDA, m) { MFK_REGISTER_TRIL_GAUSSIAN(m) }
-#endif
 
 TORCH_LIBRARY_IMPL(mfkernels, Meta, m) {
   m.impl("tril_gaussian_noisy_forward", mfk::tril_gaussian::noisy_forward_meta);

@@ -36,12 +36,12 @@ bool close(const std::vector<T>& a, const std::vector<T>& b, double tol) {
 }
 }  // namespace mfk_test
 
-#define EXPECT(cond, ...)                                          \
-  do {                                                             \
-    if (!(cond)) {                                                 \
-      ++mfk_test::failures;                                        \
+#define EXPECT(cond, ...)                                         \
+  do {                                                            \
+    if (!(cond)) {                                                \
+      ++mfk_test::failures;                                       \
       std::printf("FAIL %s:%d: %s  ", __FILE__, __LINE__, #cond); \
-      std::printf(__VA_ARGS__);                                    \
-      std::printf("\n");                                           \
-    }                                                              \
+      std::printf(__VA_ARGS__);                                   \
+      std::printf("\n");                                          \
+    }                                                             \
   } while (0)

@@ -1,5 +1,6 @@
 // Unit tests of math/coupling.h, built by CMake and run by CTest. The row functions are checked
-// against a direct evaluation of the formulas, and run as an emulated CUDA block (tid = 0..nt-1 in turn, partial sums combined) against the single-thread path.
+// against a direct evaluation of the formulas, and run as an emulated CUDA block (tid = 0..nt-1 in turn, partial sums
+// combined) against the single-thread path.
 #include "../math/coupling.h"
 
 #include "expect.h"
@@ -11,7 +12,6 @@
 
 using namespace mfk;
 using namespace mfk::coupling;
-
 
 template <int kMode>
 static double direct_log_scale(double s, double clamp, double mean) {
@@ -44,7 +44,8 @@ static void check_mode(std::mt19937& gen) {
       const double want = inverse ? (x[i] - t[i]) * std::exp(-a) : x[i] * std::exp(a) + t[i];
       err = std::max(err, std::fabs(out[i] - want) / (1 + std::fabs(want)));
     }
-    EXPECT(err < 1e-13 && std::fabs(sum_a - expect_sum) < 1e-12, "mode %d inverse %d forward err %g", kMode, inverse, err);
+    EXPECT(err < 1e-13 && std::fabs(sum_a - expect_sum) < 1e-12, "mode %d inverse %d forward err %g", kMode, inverse,
+           err);
     // Block emulation: same outputs, partial sums add up to the single-thread sum.
     for (int nt : {3, 32}) {
       std::vector<double> out2(n);
@@ -80,14 +81,15 @@ static void check_mode(std::mt19937& gen) {
     }
     EXPECT(gerr < 1e-6, "mode %d inverse %d d/ds error %g", kMode, inverse, gerr);
     // Tangent against a central difference along (xd, td, sd).
-    affine_jvp<kMode>(x.data(), t.data(), s.data(), xd.data(), td.data(), sd.data(), od.data(), n, clamp, mean,
-                          sd_mean, inverse, 0, 1);
+    affine_jvp<kMode>(x.data(), t.data(), s.data(), xd.data(), td.data(), sd.data(), od.data(), n, clamp, mean, sd_mean,
+                      inverse, 0, 1);
     std::vector<double> xp(n), tp(n), spv(n), xm(n), tm(n), smv(n), op(n), om(n);
     for (int i = 0; i < n; ++i) {
       xp[i] = x[i] + 1e-6 * xd[i], tp[i] = t[i] + 1e-6 * td[i], spv[i] = s[i] + 1e-6 * sd[i];
       xm[i] = x[i] - 1e-6 * xd[i], tm[i] = t[i] - 1e-6 * td[i], smv[i] = s[i] - 1e-6 * sd[i];
     }
-    const double mp = kMode == kVolumePreserving ? mean + 1e-6 * sd_mean : 0, mm = kMode == kVolumePreserving ? mean - 1e-6 * sd_mean : 0;
+    const double mp = kMode == kVolumePreserving ? mean + 1e-6 * sd_mean : 0,
+                 mm = kMode == kVolumePreserving ? mean - 1e-6 * sd_mean : 0;
     affine_forward<kMode>(xp.data(), tp.data(), spv.data(), op.data(), n, clamp, mp, inverse, 0, 1);
     affine_forward<kMode>(xm.data(), tm.data(), smv.data(), om.data(), n, clamp, mm, inverse, 0, 1);
     double terr = 0;

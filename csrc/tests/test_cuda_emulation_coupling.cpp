@@ -49,28 +49,29 @@ static void check(int B, int n, bool inverse, std::mt19937& gen) {
     const size_t r = size_t(b) * n;
     const T mean = kMode == kVolumePreserving ? T(partial_sum(s.data() + r, n, 0, 1) / n) : T(0);
     const T dot_mean = kMode == kVolumePreserving ? T(partial_sum(s_dot.data() + r, n, 0, 1) / n) : T(0);
-    lad[b] = row_logabsdet<T>(affine_forward<kMode>(x.data() + r, t.data() + r, s.data() + r, out.data() + r, n, clamp,
-                                                    mean, inverse, 0, 1), kMode, inverse);
-    const double sum_gs = affine_backward<kMode>(g.data() + r, gl[b], x.data() + r, t.data() + r, s.data() + r,
-                                                 gx.data() + r, gt.data() + r, gs.data() + r, n, clamp, mean, inverse,
-                                                 0, 1);
+    lad[b] = row_logabsdet<T>(
+        affine_forward<kMode>(x.data() + r, t.data() + r, s.data() + r, out.data() + r, n, clamp, mean, inverse, 0, 1),
+        kMode, inverse);
+    const double sum_gs =
+        affine_backward<kMode>(g.data() + r, gl[b], x.data() + r, t.data() + r, s.data() + r, gx.data() + r,
+                               gt.data() + r, gs.data() + r, n, clamp, mean, inverse, 0, 1);
     if (kMode == kVolumePreserving) subtract_mean(gs.data() + r, n, T(sum_gs / n), 0, 1);
-    lad_dot[b] = row_logabsdet<T>(affine_jvp<kMode>(x.data() + r, t.data() + r, s.data() + r, x_dot.data() + r,
-                                                        t_dot.data() + r, s_dot.data() + r, out_dot.data() + r, n,
-                                                        clamp, mean, dot_mean, inverse, 0, 1), kMode, inverse);
+    lad_dot[b] = row_logabsdet<T>(
+        affine_jvp<kMode>(x.data() + r, t.data() + r, s.data() + r, x_dot.data() + r, t_dot.data() + r,
+                          s_dot.data() + r, out_dot.data() + r, n, clamp, mean, dot_mean, inverse, 0, 1),
+        kMode, inverse);
   }
   const double elementwise_tol = kMode == kVolumePreserving ? tolerance<T>() : 0.0;
   const dim3 grid(B), block(device::threads_for(n));  // coupling_cuda.cu's launch configuration
   for (Order order : {Order::kAscending, Order::kDescending}) {
     std::vector<T> e_out(N, T(-7)), e_lad(B, T(-7)), e_gx(N, T(-7)), e_gt(N, T(-7)), e_gs(N, T(-7)),
         e_out_dot(N, T(-7)), e_lad_dot(B, T(-7));
-    mfk_emu::launch(grid, block, 0, order, device::forward_kernel<kMode, T>, x.data(), t.data(), s.data(),
-                    e_out.data(), e_lad.data(), int64_t(n), clamp, inverse);
+    mfk_emu::launch(grid, block, 0, order, device::forward_kernel<kMode, T>, x.data(), t.data(), s.data(), e_out.data(),
+                    e_lad.data(), int64_t(n), clamp, inverse);
     mfk_emu::launch(grid, block, 0, order, device::backward_kernel<kMode, T>, g.data(), gl.data(), x.data(), t.data(),
                     s.data(), e_gx.data(), e_gt.data(), e_gs.data(), int64_t(n), clamp, inverse);
-    mfk_emu::launch(grid, block, 0, order, device::jvp_kernel<kMode, T>, x.data(), t.data(), s.data(),
-                    x_dot.data(), t_dot.data(), s_dot.data(), e_out_dot.data(), e_lad_dot.data(), int64_t(n), clamp,
-                    inverse);
+    mfk_emu::launch(grid, block, 0, order, device::jvp_kernel<kMode, T>, x.data(), t.data(), s.data(), x_dot.data(),
+                    t_dot.data(), s_dot.data(), e_out_dot.data(), e_lad_dot.data(), int64_t(n), clamp, inverse);
     EXPECT(close(e_out, out, elementwise_tol), "%s: forward output", what);
     EXPECT(close(e_lad, lad, tolerance<T>()), "%s: logabsdet %g vs %g", what, double(e_lad[0]), double(lad[0]));
     EXPECT(close(e_gx, gx, elementwise_tol) && close(e_gt, gt, elementwise_tol), "%s: grad x / shift", what);

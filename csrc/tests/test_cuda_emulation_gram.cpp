@@ -75,8 +75,8 @@ static Factor<T> emulated(const std::vector<T>& J, int B, int D, int d, T rtol, 
   const int threads = device::threads_for(d);  // gram_cuda.cu's factor_cuda
   if (fused) {
     const size_t smem = sizeof(T) * (size_t(d) * d + size_t(device::kTileRows) * d);
-    mfk_emu::launch(dim3(B), dim3(threads), smem, order, device::factor_fused_kernel<T>, J.data(), D, d,
-                    f.L.data(), f.perm.data(), f.out.data(), rtol);
+    mfk_emu::launch(dim3(B), dim3(threads), smem, order, device::factor_fused_kernel<T>, J.data(), D, d, f.L.data(),
+                    f.perm.data(), f.out.data(), rtol);
   } else {
     for (int b = 0; b < B; ++b)  // G as the driver's matmul computes it
       for (int k = 0; k < d; ++k)
@@ -85,8 +85,8 @@ static Factor<T> emulated(const std::vector<T>& J, int B, int D, int d, T rtol, 
           for (int i = 0; i < D; ++i) s += J[size_t(b) * D * d + i * d + k] * J[size_t(b) * D * d + i * d + l];
           f.L[size_t(b) * d * d + k * d + l] = s;
         }
-    mfk_emu::launch(dim3(B), dim3(threads), 0, order, device::factor_inplace_kernel<T>, f.L.data(), d,
-                    f.perm.data(), f.out.data(), rtol);
+    mfk_emu::launch(dim3(B), dim3(threads), 0, order, device::factor_inplace_kernel<T>, f.L.data(), d, f.perm.data(),
+                    f.out.data(), rtol);
   }
   return f;
 }
@@ -105,14 +105,13 @@ static void check_inverse(const Factor<T>& f, int B, int d, const char* what) {
       continue;
     }
     lower_inverse_columns(f.L.data() + off, d, d, X.data() + off, d, 0, 1);
-    scaled_inverse_from_lower_inverse(X.data() + off, d, d, f.perm.data() + size_t(b) * d, scale[b],
-                                      want.data() + off, d, 0, 1);
+    scaled_inverse_from_lower_inverse(X.data() + off, d, d, f.perm.data() + size_t(b) * d, scale[b], want.data() + off,
+                                      d, 0, 1);
   }
   for (Order order : {Order::kAscending, Order::kDescending}) {
     std::vector<T> W(size_t(B) * d * d, T(-7)), Xd(size_t(B) * d * d, T(-7));
     mfk_emu::launch(dim3(B), dim3(device::threads_for(d)), device::inverse_shared_bytes(d), order,
-                    device::scaled_inverse_kernel<T>,
-                    f.L.data(), f.perm.data(), scale.data(), d, Xd.data(), W.data());
+                    device::scaled_inverse_kernel<T>, f.L.data(), f.perm.data(), scale.data(), d, Xd.data(), W.data());
     EXPECT(same(W, want), "%s: scaled inverse differs from the sequential steps", what);
   }
 }
@@ -143,7 +142,7 @@ static void check_case(int B, int D, int d, bool rank_deficient, std::mt19937& g
   check_inverse(up, B, d, what);
   if (d > 1 && !rank_deficient) {  // a perm that is not a permutation: NaN, no access through it
     Factor<T> bad = up;
-    bad.perm[0] = d;      // one past the end
+    bad.perm[0] = d;  // one past the end
     bad.perm[1] = -1;
     check_inverse(bad, B, d, what);
   }

@@ -15,7 +15,7 @@
 #include <vector>
 
 using namespace mfk;
-using namespace mfk::nif;
+using namespace mfk::nif_block;
 using mfk_emu::Order;
 using mfk_test::close;
 using mfk_test::same;
@@ -23,8 +23,8 @@ using mfk_test::same;
 template <typename T>
 static void check(int64_t B, int64_t P, int r, int c, bool shared_b, std::mt19937& gen) {
   char what[96];
-  std::snprintf(what, sizeof what, "%s B=%lld P=%lld r=%d c=%d%s", sizeof(T) == 4 ? "float" : "double",
-                (long long)B, (long long)P, r, c, shared_b ? " shared b" : "");
+  std::snprintf(what, sizeof what, "%s B=%lld P=%lld r=%d c=%d%s", sizeof(T) == 4 ? "float" : "double", (long long)B,
+                (long long)P, r, c, shared_b ? " shared b" : "");
   std::normal_distribution<double> normal;
   auto random = [&](size_t size, double scale, double shift = 0) {
     std::vector<T> v(size);
@@ -44,8 +44,8 @@ static void check(int64_t B, int64_t P, int r, int c, bool shared_b, std::mt1993
   const std::vector<T> g1 = random(B, 1), g2 = random(B, 1), gm = random(size_t(B) * P * c, 1),
                        gp = random(size_t(B) * P * c, 1);
   // reference: nif_block_cpu.cpp's loops
-  std::vector<T> K1(size_t(P) * c * c), K0(size_t(P) * c * c), logdets(2 * P), t(size_t(B) * P * r), u(size_t(B) * P * c),
-      zm(size_t(B) * P * c), zp(size_t(B) * P * c), log_px(B), manifold(B), gx(size_t(B) * P * r),
+  std::vector<T> K1(size_t(P) * c * c), K0(size_t(P) * c * c), logdets(2 * P), t(size_t(B) * P * r),
+      u(size_t(B) * P * c), zm(size_t(B) * P * c), zp(size_t(B) * P * c), log_px(B), manifold(B), gx(size_t(B) * P * r),
       gA(size_t(P) * r * c), gls(size_t(P) * r);
   for (int64_t p = 0; p < P; ++p)
     block_setup(A.data() + p * r * c, inv_var.data() + p * r, r, c, K1.data() + p * c * c, K0.data() + p * c * c,
@@ -55,9 +55,9 @@ static void check(int64_t B, int64_t P, int r, int c, bool shared_b, std::mt1993
     for (int64_t p = 0; p < P; ++p) {
       const int64_t row = n * P + p;
       T quad, u_zm, u_zp;
-      sample_forward(x.data() + row * r, b.data() + n * b_stride + p * r, A.data() + p * r * c,
-                     inv_var.data() + p * r, K1.data() + p * c * c, K0.data() + p * c * c, r, c, t.data() + row * r,
-                     u.data() + row * c, zm.data() + row * c, zp.data() + row * c, quad, u_zm, u_zp);
+      sample_forward(x.data() + row * r, b.data() + n * b_stride + p * r, A.data() + p * r * c, inv_var.data() + p * r,
+                     K1.data() + p * c * c, K0.data() + p * c * c, r, c, t.data() + row * r, u.data() + row * c,
+                     zm.data() + row * c, zp.data() + row * c, quad, u_zm, u_zp);
       add_block_terms(quad, u_zm, u_zp, sum_log_sigma[p], logdets.data() + 2 * p, r, c, lp, mf);
     }
     log_px[n] = lp;
@@ -70,15 +70,16 @@ static void check(int64_t B, int64_t P, int r, int c, bool shared_b, std::mt1993
                    gA.data() + p * r * c, gls.data() + p * r);
   for (Order order : {Order::kAscending, Order::kDescending}) {
     auto poison = [](size_t size) { return std::vector<T>(size, T(-7)); };
-    std::vector<T> eK1 = poison(K1.size()), eK0 = poison(K0.size()), eld = poison(logdets.size()), et = poison(t.size()),
-                   eu = poison(u.size()), ezm = poison(zm.size()), ezp = poison(zp.size()), elp = poison(B),
-                   emf = poison(B), egx = poison(gx.size()), egA = poison(gA.size()), egls = poison(gls.size());
+    std::vector<T> eK1 = poison(K1.size()), eK0 = poison(K0.size()), eld = poison(logdets.size()),
+                   et = poison(t.size()), eu = poison(u.size()), ezm = poison(zm.size()), ezp = poison(zp.size()),
+                   elp = poison(B), emf = poison(B), egx = poison(gx.size()), egA = poison(gA.size()),
+                   egls = poison(gls.size());
     const dim3 block(device::kThreads);  // nif_block_cuda.cu's launches
-    mfk_emu::launch(dim3(device::blocks_for(P)), block, 0, order, device::setup_kernel<T>, P, A.data(),
-                    inv_var.data(), r, c, eK1.data(), eK0.data(), eld.data());
+    mfk_emu::launch(dim3(device::blocks_for(P)), block, 0, order, device::setup_kernel<T>, P, A.data(), inv_var.data(),
+                    r, c, eK1.data(), eK0.data(), eld.data());
     mfk_emu::launch(dim3(device::blocks_for(B)), block, 0, order, device::forward_kernel<T>, B, P, x.data(), b.data(),
-                    b_stride, A.data(), inv_var.data(), sum_log_sigma.data(), eK1.data(), eK0.data(), eld.data(), r,
-                    c, et.data(), eu.data(), ezm.data(), ezp.data(), elp.data(), emf.data());
+                    b_stride, A.data(), inv_var.data(), sum_log_sigma.data(), eK1.data(), eK0.data(), eld.data(), r, c,
+                    et.data(), eu.data(), ezm.data(), ezp.data(), elp.data(), emf.data());
     mfk_emu::launch(dim3(device::blocks_for(P)), block, 0, order, device::backward_kernel<T>, B, P, g1.data(),
                     g2.data(), gm.data(), gp.data(), A.data(), inv_var.data(), et.data(), ezm.data(), ezp.data(),
                     eK1.data(), eK0.data(), r, c, egx.data(), egA.data(), egls.data());

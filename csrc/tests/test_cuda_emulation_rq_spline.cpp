@@ -16,7 +16,7 @@
 #include <vector>
 
 using namespace mfk;
-using namespace mfk::spline;
+using namespace mfk::rq_spline;
 using mfk_emu::Order;
 using mfk_test::close;
 using mfk_test::same;
@@ -29,8 +29,8 @@ static void check(int64_t n, int K, std::mt19937& gen) {
   const int Kd = kLin ? K - 1 : K + 1;
   const T bound = T(2.5), min_d = T(1e-3);
   // as make_config (math/rq_spline_config.h) builds it from the op's options
-  const SplineConfig<T> c{K, Kd, bound, T(1e-3), T(1e-3), min_d,
-                          min_d + softplus_(static_cast<T>(std::log(std::expm1(1.0 - 1e-3))))};
+  const SplineConfig<T> c{
+      K, Kd, bound, T(1e-3), T(1e-3), min_d, min_d + softplus_(static_cast<T>(std::log(std::expm1(1.0 - 1e-3))))};
   std::normal_distribution<double> normal;
   std::uniform_real_distribution<double> uniform(-0.999, 0.999);
   auto random = [&](size_t size, double scale) {
@@ -49,7 +49,7 @@ static void check(int64_t n, int K, std::mt19937& gen) {
     element_backward<kInv, kLin>(go[e], gl[e], in[e], w.data() + e * K, h.data() + e * K, d.data() + e * Kd, 1, c,
                                  gi[e], gw.data() + e * K, gh.data() + e * K, gd.data() + e * Kd);
     element_jvp<kInv, kLin>(in[e], w.data() + e * K, h.data() + e * K, d.data() + e * Kd, in_dot[e],
-                                w_dot.data() + e * K, h_dot.data() + e * K, d_dot.data() + e * Kd, 1, c, od[e], ld[e]);
+                            w_dot.data() + e * K, h_dot.data() + e * K, d_dot.data() + e * Kd, 1, c, od[e], ld[e]);
   }
   const dim3 grid(device::blocks_for(n)), block(device::kThreads);  // rq_spline_cuda.cu's launches
   for (Order order : {Order::kAscending, Order::kDescending}) {
@@ -59,8 +59,8 @@ static void check(int64_t n, int K, std::mt19937& gen) {
                     d.data(), e_out.data(), e_lad.data(), n, c);
     mfk_emu::launch(grid, block, 0, order, device::backward_kernel<kInv, kLin, T>, go.data(), gl.data(), in.data(),
                     w.data(), h.data(), d.data(), e_gi.data(), e_gw.data(), e_gh.data(), e_gd.data(), n, c);
-    mfk_emu::launch(grid, block, 0, order, device::jvp_kernel<kInv, kLin, T>, in.data(), w.data(), h.data(),
-                    d.data(), in_dot.data(), w_dot.data(), h_dot.data(), d_dot.data(), e_od.data(), e_ld.data(), n, c);
+    mfk_emu::launch(grid, block, 0, order, device::jvp_kernel<kInv, kLin, T>, in.data(), w.data(), h.data(), d.data(),
+                    in_dot.data(), w_dot.data(), h_dot.data(), d_dot.data(), e_od.data(), e_ld.data(), n, c);
     EXPECT(same(e_out, out) && same(e_lad, lad), "%s: forward", what);
     EXPECT(same(e_gi, gi) && same(e_gw, gw) && same(e_gh, gh) && same(e_gd, gd), "%s: backward", what);
     EXPECT(same(e_od, od) && same(e_ld, ld), "%s: tangent", what);
@@ -68,8 +68,8 @@ static void check(int64_t n, int K, std::mt19937& gen) {
   // second order: the backward kernel on dual numbers (rq_backward_dual_cuda's launch), against the
   // per-element dual backward the CPU driver runs; values and tangents compared bitwise
   using Dl = Dual<T>;
-  const SplineConfig<Dl> cd{K, Kd, Dl(c.bound), Dl(c.min_bin_width), Dl(c.min_bin_height), Dl(c.min_derivative),
-                            Dl(c.boundary_derivative)};
+  const SplineConfig<Dl> cd{
+      K, Kd, Dl(c.bound), Dl(c.min_bin_width), Dl(c.min_bin_height), Dl(c.min_derivative), Dl(c.boundary_derivative)};
   auto dual = [](const std::vector<T>& v, const std::vector<T>& t) {
     std::vector<Dl> out(v.size());
     for (size_t i = 0; i < v.size(); ++i) out[i] = Dl(v[i], t[i % t.size()]);
@@ -87,7 +87,8 @@ static void check(int64_t n, int K, std::mt19937& gen) {
     return out;
   };
   for (Order order : {Order::kAscending, Order::kDescending}) {
-    std::vector<Dl> e_gi(n, Dl(T(-7))), e_gw(gw.size(), Dl(T(-7))), e_gh(gh.size(), Dl(T(-7))), e_gd(gd.size(), Dl(T(-7)));
+    std::vector<Dl> e_gi(n, Dl(T(-7))), e_gw(gw.size(), Dl(T(-7))), e_gh(gh.size(), Dl(T(-7))),
+        e_gd(gd.size(), Dl(T(-7)));
     mfk_emu::launch(grid, block, 0, order, device::backward_kernel<kInv, kLin, Dl>, dgo.data(), dgl.data(), din.data(),
                     dw.data(), dh.data(), dd.data(), e_gi.data(), e_gw.data(), e_gh.data(), e_gd.data(), n, cd);
     EXPECT(same(parts(e_gi), parts(gi2)) && same(parts(e_gw), parts(gw2)) && same(parts(e_gh), parts(gh2)) &&

@@ -31,18 +31,21 @@ static void scalars() {
     scalar("log1p_", [](D a) { return log1p_(a); }, [](double a) { return log1p_(a); }, x - 0.2);
     scalar("sqrt_", [](D a) { return sqrt_(a); }, [](double a) { return sqrt_(a); }, x);
     scalar("tanh_", [](D a) { return tanh_(a); }, [](double a) { return tanh_(a); }, x - 2);
-    scalar("softplus_", [](D a) { return spline::softplus_(a); }, [](double a) { return spline::softplus_(a); }, x - 2);
-    scalar("quotient", [](D a) { return (a * a + D(1)) / (D(2) - a); }, [](double a) { return (a * a + 1) / (2 - a); },
-           x / 3);
+    scalar(
+        "softplus_", [](D a) { return rq_spline::softplus_(a); }, [](double a) { return rq_spline::softplus_(a); },
+        x - 2);
+    scalar(
+        "quotient", [](D a) { return (a * a + D(1)) / (D(2) - a); }, [](double a) { return (a * a + 1) / (2 - a); },
+        x / 3);
   }
 }
 
 template <bool kInv, bool kLin>
 static void spline_second_order(int K, std::mt19937& gen) {
   const int Kd = kLin ? K - 1 : K + 1;
-  const double min_d = 1e-3, tail = min_d + spline::softplus_(std::log(std::expm1(1.0 - min_d)));
-  const spline::SplineConfig<double> c{K, Kd, 2.0, 1e-3, 1e-3, min_d, tail};
-  const spline::SplineConfig<D> cd{K, Kd, D(2.0), D(1e-3), D(1e-3), D(min_d), D(tail)};
+  const double min_d = 1e-3, tail = min_d + rq_spline::softplus_(std::log(std::expm1(1.0 - min_d)));
+  const rq_spline::SplineConfig<double> c{K, Kd, 2.0, 1e-3, 1e-3, min_d, tail};
+  const rq_spline::SplineConfig<D> cd{K, Kd, D(2.0), D(1e-3), D(1e-3), D(min_d), D(tail)};
   std::normal_distribution<double> normal;
   for (int trial = 0; trial < 20; ++trial) {
     // one element's inputs: go, gl, x, then w (K), h (K), d (Kd)
@@ -52,22 +55,23 @@ static void spline_second_order(int K, std::mt19937& gen) {
     p[2] = kLin ? 1.5 * normal(gen) : 1.8 * (std::uniform_real_distribution<double>(0, 1)(gen) - 0.5);
     auto backward = [&](const std::vector<double>& q) {
       std::vector<double> out(1 + 2 * K + Kd);
-      spline::element_backward<kInv, kLin>(q[0], q[1], q[2], q.data() + 3, q.data() + 3 + K, q.data() + 3 + 2 * K, 1, c,
-                                           out[0], out.data() + 1, out.data() + 1 + K, out.data() + 1 + 2 * K);
+      rq_spline::element_backward<kInv, kLin>(q[0], q[1], q[2], q.data() + 3, q.data() + 3 + K, q.data() + 3 + 2 * K, 1,
+                                              c, out[0], out.data() + 1, out.data() + 1 + K, out.data() + 1 + 2 * K);
       return out;
     };
     std::vector<D> pd(p.size()), outd(1 + 2 * K + Kd);
     for (size_t i = 0; i < p.size(); ++i) pd[i] = D(p[i], dir[i]);
-    spline::element_backward<kInv, kLin>(pd[0], pd[1], pd[2], pd.data() + 3, pd.data() + 3 + K, pd.data() + 3 + 2 * K,
-                                         1, cd, outd[0], outd.data() + 1, outd.data() + 1 + K, outd.data() + 1 + 2 * K);
+    rq_spline::element_backward<kInv, kLin>(pd[0], pd[1], pd[2], pd.data() + 3, pd.data() + 3 + K,
+                                            pd.data() + 3 + 2 * K, 1, cd, outd[0], outd.data() + 1, outd.data() + 1 + K,
+                                            outd.data() + 1 + 2 * K);
     const double h = 1e-6;
     std::vector<double> plus = p, minus = p;
     for (size_t i = 0; i < p.size(); ++i) plus[i] += h * dir[i], minus[i] -= h * dir[i];
     const std::vector<double> base = backward(p), up = backward(plus), down = backward(minus);
     for (size_t i = 0; i < base.size(); ++i) {
       EXPECT(outd[i].v == base[i], "spline K=%d inv=%d lin=%d: value %zu", K, kInv, kLin, i);
-      EXPECT(near(outd[i].d, (up[i] - down[i]) / (2 * h), 2e-5), "spline K=%d inv=%d lin=%d: tangent %zu: %g vs %g",
-             K, kInv, kLin, i, outd[i].d, (up[i] - down[i]) / (2 * h));
+      EXPECT(near(outd[i].d, (up[i] - down[i]) / (2 * h), 2e-5), "spline K=%d inv=%d lin=%d: tangent %zu: %g vs %g", K,
+             kInv, kLin, i, outd[i].d, (up[i] - down[i]) / (2 * h));
     }
   }
 }

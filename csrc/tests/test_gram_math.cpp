@@ -16,7 +16,6 @@
 using namespace mfk;
 using namespace mfk::gram;
 
-
 static std::vector<double> random_matrix(int rows, int cols, std::mt19937& gen) {
   std::normal_distribution<double> normal;
   std::vector<double> m(static_cast<size_t>(rows) * cols);
@@ -62,15 +61,14 @@ static void test_cursor_covers_triangle_once() {
       }
       for (int k = 0; k < d; ++k)
         for (int l = 0; l < d; ++l)
-          EXPECT(seen[k * d + l] == (l <= k ? 1 : 0), "d=%d nt=%d (k,l)=(%d,%d) seen %d", d, nt, k, l,
-                 seen[k * d + l]);
+          EXPECT(seen[k * d + l] == (l <= k ? 1 : 0), "d=%d nt=%d (k,l)=(%d,%d) seen %d", d, nt, k, l, seen[k * d + l]);
     }
   }
 }
 
 // Sequential factorisation; returns status, fills L, perm, half_logdet.
-static FactorStatus factor_sequential(const std::vector<double>& J, int D, int d, double rtol,
-                                      std::vector<double>& L, std::vector<int64_t>& perm, double& h) {
+static FactorStatus factor_sequential(const std::vector<double>& J, int D, int d, double rtol, std::vector<double>& L,
+                                      std::vector<int64_t>& perm, double& h) {
   L.assign(static_cast<size_t>(d) * d, 0.0);
   perm.assign(d, -1);
   gram_accumulate_rows(J.data(), d, 0, D, d, L.data(), d, 0, 1);
@@ -81,9 +79,8 @@ static FactorStatus factor_sequential(const std::vector<double>& J, int D, int d
 }
 
 // The CUDA kernel's step sequence with nt emulated threads (see cuda/gram_cuda.cu).
-static FactorStatus factor_emulated_block(const std::vector<double>& J, int D, int d, double rtol, int nt,
-                                          int tile, std::vector<double>& L, std::vector<int64_t>& perm,
-                                          double& h) {
+static FactorStatus factor_emulated_block(const std::vector<double>& J, int D, int d, double rtol, int nt, int tile,
+                                          std::vector<double>& L, std::vector<int64_t>& perm, double& h) {
   L.assign(static_cast<size_t>(d) * d, 0.0);
   perm.assign(d, -1);
   for (int r0 = 0; r0 < D; r0 += tile) {
@@ -123,8 +120,8 @@ static void test_factor_matches_independent_logdet_and_reconstructs() {
     EXPECT(factor_sequential(J, D, d, d * 2.2e-16, L, perm, h) == kFactorOk, "D=%d d=%d", D, d);
     const auto G = naive_gram(J, D, d);
     const double expected = 0.5 * naive_logdet(G, d);
-    EXPECT(std::fabs(h - expected) <= 1e-10 * (1 + std::fabs(expected)), "D=%d d=%d h=%.17g expected=%.17g",
-           D, d, h, expected);
+    EXPECT(std::fabs(h - expected) <= 1e-10 * (1 + std::fabs(expected)), "D=%d d=%d h=%.17g expected=%.17g", D, d, h,
+           expected);
     // P^T G P == L L^T, i.e. G[perm a][perm b] == sum_m L[a][m] L[b][m]
     double err = 0, gmax = 0;
     for (int a = 0; a < d; ++a)
@@ -155,8 +152,8 @@ static void test_emulated_block_agrees_bitwise() {
       EXPECT(h1 == h2 && L1 == L2 && p1 == p2, "D=%d d=%d nt=%d differs (%.17g vs %.17g)", D, d, nt, h1, h2);
       // The kernel's 16-row tiles only reorder the sums of J^T J.
       factor_emulated_block(J, D, d, d * 2.2e-16, nt, 16, L2, p2, h2);
-      EXPECT(std::fabs(h1 - h2) <= 1e-12 * (1 + std::fabs(h1)), "D=%d d=%d nt=%d tiled %.17g vs %.17g", D, d,
-             nt, h1, h2);
+      EXPECT(std::fabs(h1 - h2) <= 1e-12 * (1 + std::fabs(h1)), "D=%d d=%d nt=%d tiled %.17g vs %.17g", D, d, nt, h1,
+             h2);
     }
   }
 }

@@ -10,7 +10,7 @@
 #include <random>
 #include <vector>
 
-using namespace mfk::lowrank;
+using namespace mfk::lowrank_gaussian;
 
 int main() {
   std::mt19937 gen(5);
@@ -32,8 +32,10 @@ int main() {
     residual_grad_segment(alpha.data() + n * D, g[n], acc.data(), split);
     residual_grad_segment(alpha.data() + n * D + split, g[n], acc.data() + split, D - split);
   }
-  for (int d = 0; d < D; ++d) EXPECT(std::fabs(acc[d] - expected_sq[d]) < 1e-12, "sum g a^2 [%d] %g vs %g", d, acc[d], expected_sq[d]);
-  for (int i = 0; i < N * D; ++i) EXPECT(alpha[i] == expected_grad[i], "grad [%d] %g vs %g", i, alpha[i], expected_grad[i]);
+  for (int d = 0; d < D; ++d)
+    EXPECT(std::fabs(acc[d] - expected_sq[d]) < 1e-12, "sum g a^2 [%d] %g vs %g", d, acc[d], expected_sq[d]);
+  for (int i = 0; i < N * D; ++i)
+    EXPECT(alpha[i] == expected_grad[i], "grad [%d] %g vs %g", i, alpha[i], expected_grad[i]);
   for (int d = 0; d < D; ++d) EXPECT(alpha[2 * D + d] == 0.0, "zero gradient row [%d] %g", d, alpha[2 * D + d]);
   return mfk_test::finish("lowrank_gaussian_math");
 }

@@ -10,7 +10,7 @@
 #include <vector>
 
 using namespace mfk;
-using namespace mfk::nif;
+using namespace mfk::nif_block;
 
 static void test_spd_inverse() {
   // M = [[4, 2, 0], [2, 3, 1], [0, 1, 2]]: det = 4 (3*2 - 1) - 2 (2*2 - 0) = 12

@@ -54,8 +54,7 @@ static void test_log() {
   EXPECT(log_(1.0f) == 0.0f && log_(1.0) == 0.0, "log(1) must be exactly 0");
   EXPECT(std::isinf(log_(0.0f)) && log_(0.0f) < 0 && std::isinf(log_(0.0)) && log_(0.0) < 0, "log(0) = -inf");
   EXPECT(std::isnan(log_(-1.0f)) && std::isnan(log_(-1e-300)), "log of a negative number is NaN");
-  EXPECT(std::isinf(log_(std::numeric_limits<float>::infinity())) &&
-             log_(std::numeric_limits<double>::infinity()) > 0,
+  EXPECT(std::isinf(log_(std::numeric_limits<float>::infinity())) && log_(std::numeric_limits<double>::infinity()) > 0,
          "log(+inf) = +inf");
   EXPECT(std::isnan(log_(std::nanf(""))) && std::isnan(log_(std::nan(""))), "NaN must propagate");
 }

@@ -1,7 +1,12 @@
 """The exact Gram density of a model's manifold (M-flow's density, paper 000 eq 16) timed two ways in one
 run: mfkernels (batched tangents + `ops.gram_logdet`, through `manifold.manifold_log_prob`) against the
 route without a fused op, per-point autograd Jacobians + slogdet. Used by `mfkernels bench --models`
-and by the dnf-spiral reproduction."""
+and by the dnf-spiral reproduction.
+
+References:
+    | Denoising Normalizing Flow (Horvat and Pfister, NeurIPS 2021)
+    | docs/papers.md, paper 000
+"""
 
 from __future__ import annotations
 

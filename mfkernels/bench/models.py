@@ -13,6 +13,16 @@ baseline in the same run:
 4. NIF training step on the 8 x 8 digits with block upsampling (ops.nif_block over 16 blocks) vs the
    dense formulation of the same layer: one 64 x 32 block through ops.nif_block, and
    torch.distributions.LowRankMultivariateNormal with the dense A.
+
+References:
+    | Denoising Normalizing Flow (Horvat and Pfister, NeurIPS 2021)
+    | docs/papers.md, paper 000
+    | Normalizing Flows Across Dimensions (Cunningham et al., 2020)
+    | https://arxiv.org/abs/2006.13070
+    | Joint Manifold Learning and Density Estimation Using Normalizing Flows (Razavi et al., 2022)
+    | https://arxiv.org/abs/2206.03293
+    | Spread Flows for Manifold Modelling (Zhang et al., 2021)
+    | https://arxiv.org/abs/2109.14216
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ salt-and-pepper distractors: each pixel is flipped (dark → 1, bright → 0) wi
 The on-/off-manifold split is known per pixel, so how many distractors a model's projection removes
 can be measured (`removed_fraction`, `moved_halfway_fraction`), and how far any image is from the clean
 manifold (`manifold_mse`) and where on it (`nearest_clean`).
+
+References:
+    | Joint Manifold Learning and Density Estimation Using Normalizing Flows (Razavi et al., 2022)
+    | https://arxiv.org/abs/2206.03293
 """
 
 from __future__ import annotations

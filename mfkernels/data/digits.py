@@ -10,6 +10,12 @@ x = scale · (v − 1/2) (a fixed affine map, accounted for in bits per dimensio
 i.e. the negative log-likelihood of the 17-level discrete data under the dequantised model, in bits.
 The train/test split is a seeded permutation (`test_size` images held out). `upscale=2` gives the
 16 × 16 images (nearest neighbour) of the pixel-rejection reproduction.
+
+References:
+    | Normalizing Flows Across Dimensions (Cunningham et al., 2020)
+    | https://arxiv.org/abs/2006.13070
+    | Joint Manifold Learning and Density Estimation Using Normalizing Flows (Razavi et al., 2022)
+    | https://arxiv.org/abs/2206.03293
 """
 
 from __future__ import annotations

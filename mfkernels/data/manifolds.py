@@ -12,6 +12,12 @@
 Every data set has `sample(n, generator) -> (x, u)` (u: intrinsic coordinates), `log_prob(x)`
 (the exact manifold density of points on the manifold), `manifold_dim` and `ambient_dim`.
 `Embedded(set, D)` places any of them isometrically in a higher-dimensional R^D.
+
+References:
+    | Denoising Normalizing Flow (Horvat and Pfister, NeurIPS 2021)
+    | docs/papers.md, paper 000
+    | Joint Manifold Learning and Density Estimation Using Normalizing Flows (Razavi et al., 2022)
+    | https://arxiv.org/abs/2206.03293
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ each with its true intrinsic dimension and a distance to its true manifold:
 Every set has `sample(n, generator) -> (x, latent)`, `intrinsic_dim`, `ambient_dim` and `distance(x)`;
 the 1-D sets also `curve_parameter(x)`, the position along the curve of x's nearest point on it (x1
 for sine and line, the grey level for the fading square), to compare where samples lie along it.
+
+References:
+    | Spread Flows for Manifold Modelling (Zhang et al., 2021)
+    | https://arxiv.org/abs/2109.14216
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ The 1-D sets have `curve_parameter(x)`: the natural parameter of x's nearest poi
 second circle's angles follow the first's, shifted by 2π), so samples and data compare along the curve.
 Points are uniform in the natural parameter (angle; area for the sphere), optionally with isotropic
 Gaussian noise of std `noise` (the default 0 puts them exactly on the manifold).
+
+References:
+    | Chart flows (a poster)
+    | docs/papers.md, paper 004
 """
 
 from __future__ import annotations

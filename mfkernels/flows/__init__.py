@@ -8,6 +8,10 @@ StochasticCoupling; MultiScaleFlow, the multi-scale Glow image flow (squeeze, Ac
 convolution, conv couplings, split) behind a flat-vector interface. Sequential composes layers, Flow
 turns a transform into a density with a standard normal base, and `rq_spline_flow` /
 `realnvp_flow` build the usual stacks in one call.
+
+References:
+    | Normalizing Flows Across Dimensions (Cunningham et al., 2020)
+    | https://arxiv.org/abs/2006.13070
 """
 
 from .base import Sequential, Transform

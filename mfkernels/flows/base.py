@@ -4,6 +4,10 @@ Every layer maps x -> z with `forward(x, context=None) -> (z, logabsdet)` and ba
 `inverse(z, context=None) -> (x, logabsdet)`, both exact; logabsdet is log|det dz/dx| (or dx/dz for
 the inverse), one value per sample. `context` is an optional conditioning vector (chart flows,
 paper 004), ignored by layers that take none.
+
+References:
+    | Chart flows (a poster)
+    | docs/papers.md, paper 004
 """
 
 from __future__ import annotations

@@ -5,6 +5,12 @@ the M-flow and DNF experiments (paper 000,
 section 5: rational-quadratic spline couplings with learned linear mixing between them): per layer an
 RQ spline coupling on alternating halves followed by an LU-parametrised invertible linear map. On a
 single feature it becomes a stack of elementwise splines.
+
+References:
+    | Denoising Normalizing Flow (Horvat and Pfister, NeurIPS 2021)
+    | docs/papers.md, paper 000
+    | Chart flows (a poster)
+    | docs/papers.md, paper 004
 """
 
 from __future__ import annotations

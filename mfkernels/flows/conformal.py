@@ -14,6 +14,10 @@ The parametrisation is smooth through b = 0, so charts start flat and learn thei
 `inverse(x, k)` is the left inverse c_k^†: the inverse transformation (vector −b_k), then the affine
 part, keeping the d in-frame coordinates: for x on the chart's manifold it inverts c_k exactly; off it,
 c_k(c_k^†(x)) is the point of the manifold the chart maps x to (the reconstruction).
+
+References:
+    | Chart flows (a poster)
+    | docs/papers.md, paper 004
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ conditioner (MLP for vectors, ConvNet for images) maps (x_id, context) to the el
 transform's parameters, and x_tr goes through one fused op (`mfkernels.ops.affine_coupling` or
 `mfkernels.ops.rq_spline`). The log-determinant is the op's, summed over all non-batch dims for the
 spline. With the zero-initialised conditioners the affine layer starts as the identity.
+
+References:
+    | Spread Flows for Manifold Modelling (Zhang et al., 2021)
+    | https://arxiv.org/abs/2109.14216
 """
 
 from __future__ import annotations

@@ -2,6 +2,10 @@
 for every sample, or with `context_features > 0` shifted per sample by an MLP of the context (the chart
 centre in chart flows, paper 004). It is the flow on a 1-D latent (d = 1, e.g. DNF's h on the thin
 spiral) where a coupling layer has nothing to condition on.
+
+References:
+    | Chart flows (a poster)
+    | docs/papers.md, paper 004
 """
 
 from __future__ import annotations

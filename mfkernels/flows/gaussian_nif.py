@@ -16,6 +16,10 @@ one block. Block (`GaussianNIF.upsampling(...)`): nearest-neighbour-style upsamp
 latent image by a factor f to a C-channel image (appendix A.6), A block-diagonal after the pixel
 permutation of `flows.nif_layout` with P = h w blocks of size (C f²) × c, Λ block-diagonal, cost O(dim z).
 Vectors in and out are always flat: x (B, C·fh·fw) in channel-major image order, z (B, c·h·w).
+
+References:
+    | Normalizing Flows Across Dimensions (Cunningham et al., 2020)
+    | https://arxiv.org/abs/2006.13070
 """
 
 from __future__ import annotations

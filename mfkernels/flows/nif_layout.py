@@ -9,6 +9,10 @@ permutation below A is block-diagonal with P = h w blocks of size r x c, r = C f
 Pixel permutation: image (B, C, f h, f w) -> blocks (B, P, r), block p = i w + j holding the patch of
 latent pixel (i, j), row o f^2 + a f + b = channel o at patch position (a, b) (torch's pixel_unshuffle
 order); latent (B, c, h, w) -> (B, P, c).
+
+References:
+    | Normalizing Flows Across Dimensions (Cunningham et al., 2020)
+    | https://arxiv.org/abs/2006.13070
 """
 
 from __future__ import annotations

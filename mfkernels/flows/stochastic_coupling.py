@@ -11,6 +11,10 @@ log N(x1; 0, I) + log N(x2; b(x1), A Aᵀ + Σ) (eq 41 per sample).
 Eq 40 also conditions Σ on the other half; here only the shift b(x1) is conditioned (an MLP), Σ is a
 learnable diagonal shared by all samples, because `ops.nif_block` factors one precision per block for
 the whole batch (a per-sample Σ would need one c × c factorisation per sample).
+
+References:
+    | Normalizing Flows Across Dimensions (Cunningham et al., 2020)
+    | https://arxiv.org/abs/2006.13070
 """
 
 from __future__ import annotations

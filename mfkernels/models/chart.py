@@ -17,6 +17,10 @@
   `encode(x, stochastic=True)` with k ~ p(k|x); `project(x)` through the most probable chart.
 The charts start placed on the data: at the first chart step each chart's origin, frame and scale
 come from the mean and principal axes of the batch points nearest its centre.
+
+References:
+    | Chart flows (a poster)
+    | docs/papers.md, paper 004
 """
 
 from __future__ import annotations

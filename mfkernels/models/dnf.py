@@ -5,6 +5,10 @@ part v has base N(0, σ²I), and denoises: loss = -log q(x̃) + λ‖x - f⁻¹(
 The density on the manifold deflates the inflated one (eq. 8 and section 5.1): p(x) = q(x) / q_σ(x|x)
 with q_σ(x|x) = (2πσ²)^(-(D-d)/2), and p(x) = 0 where ‖v(x)‖ > σ/3 (x is then off the manifold).
 `density="gram"` uses the exact Gram-determinant density instead (as M-flow; eq. 16).
+
+References:
+    | Denoising Normalizing Flow (Horvat and Pfister, NeurIPS 2021)
+    | docs/papers.md, paper 000
 """
 
 from __future__ import annotations

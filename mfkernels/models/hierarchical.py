@@ -13,6 +13,10 @@ Two regimes:
   `stage_steps` steps as a single pixel-rejection block on the data projected by the frozen blocks
   before it (u_{m−1}), the others untouched.
 Sampling: u_K ~ N(0, I), then back through every block with zeros for the v's.
+
+References:
+    | Joint Manifold Learning and Density Estimation Using Normalizing Flows (Razavi et al., 2022)
+    | https://arxiv.org/abs/2206.03293
 """
 
 from __future__ import annotations

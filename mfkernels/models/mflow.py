@@ -6,6 +6,12 @@ Evaluation uses the exact Gram-determinant density p(x) = p(u') det(JᵀJ)^(-1/2
 Schedules: "alternate" (M/D: the phase flips every `phase_steps` steps), "sequential" (manifold phase
 for `manifold_steps` steps, then the density phase, as in paper 000's figure 2) and "joint" (both
 losses every step; the gradients do not mix since u is detached for the density term).
+
+References:
+    | Denoising Normalizing Flow (Horvat and Pfister, NeurIPS 2021)
+    | docs/papers.md, paper 000
+    | Flows for simultaneous manifold learning and density estimation (Brehmer and Cranmer, 2020)
+    | https://arxiv.org/abs/2003.13913
 """
 
 from __future__ import annotations

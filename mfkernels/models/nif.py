@@ -15,6 +15,10 @@ Sampling: w ~ N(0, t² I) (temperature t), y ~ N(A z + b, s Σ) (noise_scale s: 
 model). encode is the point inverse z⁺ (eq 42) through h; decode the on-manifold map.
 Image data use the block (upsampling) form: `upsample_factor` f > 0 with `image_channels` C makes the
 latent a (c, H/f, W/f) image, c = manifold_dim / (H W / f²).
+
+References:
+    | Normalizing Flows Across Dimensions (Cunningham et al., 2020)
+    | https://arxiv.org/abs/2006.13070
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 - `huber`: paper 002 eq 2 and 4, r = (1/D) Σ_i H_δ(|x_i − x̂_i|), H_δ(e) = ½e² for e < δ, δ(e − ½δ) beyond:
   quadratic near the manifold, linear for far-off ("rejected") pixels, so outliers pull less;
 - `mse`: (1/D) Σ_i (x_i − x̂_i)², the quadratic penalty of DNF / M-flow; Huber with δ → ∞ is half of it.
+
+References:
+    | Joint Manifold Learning and Density Estimation Using Normalizing Flows (Razavi et al., 2022)
+    | https://arxiv.org/abs/2206.03293
 """
 
 from __future__ import annotations

@@ -1,6 +1,10 @@
 """Pseudo-invertible encoder (Beitler et al.; the PIE baseline of papers 000 and M-flow): the split
 flow trained by maximum likelihood alone, with a narrow Gaussian N(0, ε²I) on the off-manifold
 coordinates v. It is a DNF with λ = σ = 0 (paper 000, section 4): nothing makes u encode the manifold.
+
+References:
+    | Denoising Normalizing Flow (Horvat and Pfister, NeurIPS 2021)
+    | docs/papers.md, paper 000
 """
 
 from __future__ import annotations

@@ -17,6 +17,10 @@ only where its identity part is unchanged, which holds for exactly one layer: a 
 identity part is u itself (it transforms v conditioned on u). With this option f ends in such a layer
 and the loss inverts it with the conditioner output of the forward pass; every other layer must run
 its conditioner again on the new inputs.
+
+References:
+    | Joint Manifold Learning and Density Estimation Using Normalizing Flows (Razavi et al., 2022)
+    | https://arxiv.org/abs/2206.03293
 """
 
 from __future__ import annotations

@@ -11,6 +11,12 @@ generator's Gram determinant is h's own log-determinant, so J only spans f. `log
     "stochastic"  its gradient by Hutchinson probes and conjugate gradients (manifold.stochastic_log_volume,
                   `probes`, `cg_tol`, `cg_max_iter`): the loss value then leaves the term out;
     "none"        no volume term (M-flow's manifold objective with the density fitted jointly).
+
+References:
+    | Denoising Normalizing Flow (Horvat and Pfister, NeurIPS 2021)
+    | docs/papers.md, paper 000
+    | Rectangular Flows for Manifold Learning (Caterini et al., 2021)
+    | https://arxiv.org/abs/2106.01413
 """
 
 from __future__ import annotations

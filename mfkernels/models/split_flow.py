@@ -2,6 +2,10 @@
 f(x) = z = (u, v), u the first d coordinates (on the manifold), v the D - d others, and a flow h on u
 with a standard normal base, u' = h(u). The generator is g(u') = f⁻¹(Pad(h⁻¹(u'))) (eq. 10) and the
 denoiser/projection r(x) = f⁻¹(Pad(Proj_u f(x))) (eq. 11).
+
+References:
+    | Denoising Normalizing Flow (Horvat and Pfister, NeurIPS 2021)
+    | docs/papers.md, paper 000
 """
 
 from __future__ import annotations

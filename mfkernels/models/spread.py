@@ -12,6 +12,10 @@ The intrinsic dimension K is the number of eigenvalues of AAᵀ above the spectr
 (`ops.intrinsic_dimension`); encode/decode use its top-K eigenvectors E_K and eigenvalues Λ_K
 (u = Λ_K^{-1/2} E_Kᵀ g(x), x = g⁻¹(E_K Λ_K^{1/2} u)), so sample() draws from the degenerate prior and its
 samples lie on the learned manifold; project(x, k) is the nonlinear PCA of section 3.
+
+References:
+    | Spread Flows for Manifold Modelling (Zhang et al., 2021)
+    | https://arxiv.org/abs/2109.14216
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
 """The standard normalizing flow: the full-dimensional baseline of paper 000 (figure 2, top right).
-On data on a manifold its Jacobian determinant degenerates; it is here to show that."""
+On data on a manifold its Jacobian determinant degenerates; it is here to show that.
+
+References:
+    | Denoising Normalizing Flow (Horvat and Pfister, NeurIPS 2021)
+    | docs/papers.md, paper 000
+"""
 
 from __future__ import annotations
 

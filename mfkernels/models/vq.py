@@ -9,6 +9,10 @@ encodings of the current batch (dead-code restarts), so all K charts stay alive.
 
 Chart regions: with d_k(x) = ‖E(x) − v_k‖ and d̃_m(x) the m-th smallest, x ∈ U_k iff
 d_k(x) ≤ (1 + ε) d̃_m(x) (the paper writes <; ≤ keeps the m nearest charts even when d̃_m = 0).
+
+References:
+    | Chart flows (a poster)
+    | docs/papers.md, paper 004
 """
 
 from __future__ import annotations

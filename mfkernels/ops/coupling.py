@@ -9,6 +9,10 @@ logabsdet exactly 0). One compiled pass computes y and logabsdet; backward and f
 are compiled kernels too, so jvp/jacfwd through a flow never builds a dense Jacobian. Second
 derivatives (reverse mode through the tangent, double backward) run the backward kernel in dual
 numbers (ops/_second_order.py).
+
+References:
+    | Spread Flows for Manifold Modelling (Zhang et al., 2021)
+    | https://arxiv.org/abs/2109.14216
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ a drop-in for `torch.distributions.LowRankMultivariateNormal(loc, W, diag).log_p
 values and gradients, in O(B D K + D K^2 + K^3) by Woodbury and the determinant lemma. The compiled
 driver (csrc/ops/lowrank_gaussian.cpp) factors the K x K capacitance once per call, shares it over
 the batch, and differentiates analytically (no autograd through the Cholesky factorisation).
+
+References:
+    | Normalizing Flows Across Dimensions (Cunningham et al., 2020)
+    | https://arxiv.org/abs/2006.13070
 """
 
 from __future__ import annotations

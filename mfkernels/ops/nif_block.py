@@ -6,6 +6,10 @@ permutation, e.g. nearest-neighbour upsampling of a c-channel latent image (see 
 driver (csrc/ops/nif_block.cpp) factors each block's c x c precision once per call, shares it over the
 batch, never builds the dense N x M matrix, and differentiates analytically.
 `nif_sample_posterior` draws z from the stochastic inverse q(z | x) = N(Lambda^-1 u, Lambda^-1).
+
+References:
+    | Normalizing Flows Across Dimensions (Cunningham et al., 2020)
+    | https://arxiv.org/abs/2006.13070
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ gradients of the input and of all three parameter tensors in one pass, and a com
 kernel serves forward-mode AD (jvp, jacfwd) without dense Jacobians. Second derivatives (reverse
 mode through the tangent, double backward, hessian) run the backward kernel in dual numbers
 (ops/_second_order.py).
+
+References:
+    | Neural Spline Flows (Durkan et al., 2019)
+    | https://arxiv.org/abs/1906.04032
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ A A^T's eigenpairs come from the SVD of the lower-triangular A (eigenvalues = sq
 eigenvectors = left singular vectors), which keeps the small eigenvalues that decide the dimension
 accurate: forming A A^T first would square A's condition number. A thin wrapper over ATen's SVD (no
 custom kernel: the work is LAPACK's); differentiable wherever the eigenvalues are distinct.
+
+References:
+    | Spread Flows for Manifold Modelling (Zhang et al., 2021)
+    | https://arxiv.org/abs/2109.14216
 """
 
 from __future__ import annotations

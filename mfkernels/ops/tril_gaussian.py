@@ -8,6 +8,10 @@ Three exact routes, picked per call:
 - sigma = 0, A rank-deficient: the degenerate Gaussian on the range of A,
   -1/2 z^T (A A^T)^+ z - 1/2 log pdet(2 pi A A^T) for z in the range, -inf off it (SVD of A).
 Gradients are analytic in all three (no autograd through a factorisation).
+
+References:
+    | Spread Flows for Manifold Modelling (Zhang et al., 2021)
+    | https://arxiv.org/abs/2109.14216
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@
     inverse:  x = (y - t) * exp(-a),   logabsdet = -sum of a
 a = s (exp), c tanh(s / c) (softclamp), log sigmoid(s + 2) (sigmoid), s - mean(s) (volume_preserving,
 paper 003's volume-preserving coupling, logabsdet 0).
+
+References:
+    | Spread Flows for Manifold Modelling (Zhang et al., 2021)
+    | https://arxiv.org/abs/2109.14216
 """
 
 from __future__ import annotations

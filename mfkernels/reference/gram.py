@@ -2,6 +2,10 @@
 
 This is how M-flow's injective-flow density term det(J^T J)^(-1/2) is usually computed (paper 000),
 the baseline the fused op is measured against.
+
+References:
+    | Denoising Normalizing Flow (Horvat and Pfister, NeurIPS 2021)
+    | docs/papers.md, paper 000
 """
 
 from __future__ import annotations

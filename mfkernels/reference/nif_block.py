@@ -1,5 +1,10 @@
 """Twin of mfkernels.ops.nif_block: the block-wise formulas in plain torch (batched einsum and
-torch.linalg.solve over the P blocks), differentiated by autograd."""
+torch.linalg.solve over the P blocks), differentiated by autograd.
+
+References:
+    | Normalizing Flows Across Dimensions (Cunningham et al., 2020)
+    | https://arxiv.org/abs/2006.13070
+"""
 
 from __future__ import annotations
 

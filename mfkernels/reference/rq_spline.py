@@ -5,6 +5,10 @@ written plainly with autograd and masks-by-`where`, so it also works under torch
 Semantics follow nflows' `unconstrained_rational_quadratic_spline` (tails="linear": identity outside
 [-B, B], outer knot derivatives fixed to ~1) and `rational_quadratic_spline` on [-B, B]^2
 (tails=None: all K + 1 derivatives learnable, inputs must lie inside).
+
+References:
+    | Neural Spline Flows (Durkan et al., 2019)
+    | https://arxiv.org/abs/1906.04032
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ distance from each held-out point to its nearest sample and the fraction within 
 or a missing component shows there); for the chart flow the number of charts used (the most probable
 chart of at least 1 % of the training points), the mean number of charts per point, and the distance
 of projected test points. `samples.png` puts data, RealNVP samples and chart-flow samples side by side.
+
+References:
+    | Chart flows (a poster)
+    | docs/papers.md, paper 004
 """
 
 from __future__ import annotations

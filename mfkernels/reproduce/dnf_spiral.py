@@ -13,6 +13,10 @@ the metrics are given for its own deflated density (eq. 8, σ/3 rule) and, under
 exact Gram density of the same trained model.
 Writes figure.png (samples and densities in the layout of figure 2), metrics.json and a checkpoint
 per model under out_dir/<model>/.
+
+References:
+    | Denoising Normalizing Flow (Horvat and Pfister, NeurIPS 2021)
+    | docs/papers.md, paper 000
 """
 
 from __future__ import annotations

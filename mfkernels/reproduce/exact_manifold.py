@@ -13,6 +13,12 @@ R^16 (data.Embedded). Every model is scored by the same exact Gram density on it
 (metrics.density_along_curve), a Monte Carlo KL(true ‖ model) on held-out points, the test
 log-likelihood, the samples' distance to the manifold and their coverage of held-out points, and the
 seconds per training step. Writes metrics.json, figure.png and a checkpoint per model and set.
+
+References:
+    | Denoising Normalizing Flow (Horvat and Pfister, NeurIPS 2021)
+    | docs/papers.md, paper 000
+    | Rectangular Flows for Manifold Learning (Caterini et al., 2021)
+    | https://arxiv.org/abs/2106.01413
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ the same optimiser settings;
 test BPD is on the 297 held-out images (mfkernels.data.digits for the dequantisation and BPD).
 Writes samples.png (rows: standard flow, NIF at s = 1 and s = 0, per temperature), metrics.json and
 a checkpoint per model.
+
+References:
+    | Normalizing Flows Across Dimensions (Cunningham et al., 2020)
+    | https://arxiv.org/abs/2006.13070
 """
 
 from __future__ import annotations

@@ -25,6 +25,12 @@ and both sides of sample quality: the samples' mean squared distance to the near
 (coverage; a sample's position is that of its nearest clean square). A δ sweep of PR-D
 (figure 4: delta_sweep.png) and sample / reconstruction grids (samples.png) go to PNGs; metrics.json
 and table.md hold the numbers. δ is in pixel units (images in [0, 1]).
+
+References:
+    | Denoising Normalizing Flow (Horvat and Pfister, NeurIPS 2021)
+    | docs/papers.md, paper 000
+    | Joint Manifold Learning and Density Estimation Using Normalizing Flows (Razavi et al., 2022)
+    | https://arxiv.org/abs/2206.03293
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ samples from the degenerate prior (σ = 0, `SpreadFlow.sample`) and of projected
 other side of sample quality: the coverage of held-out points by the samples (recall at a radius of
 COVERAGE_FRACTION of the data's scale) and, for the 1-D sets, the KS distance along the curve.
 Writes <set>/spectrum.png, <set>/samples.png and a checkpoint per set, and metrics.json.
+
+References:
+    | Spread Flows for Manifold Modelling (Zhang et al., 2021)
+    | https://arxiv.org/abs/2109.14216
 """
 
 from __future__ import annotations

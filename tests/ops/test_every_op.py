@@ -1,9 +1,11 @@
 """The checklist every registered op passes, written once: for each op in the registry
 (`mfkernels.ops.all_ops()`, inputs from its `make_inputs`), on every device and in float32 and float64,
 the op agrees with its reference twin at batch 0, 1 and 3, on non-contiguous inputs, in its gradients
-(and fp64 gradcheck with forward AD), under `torch.func.jvp` and under `torch.func.vmap`. Each op's own
-file keeps what is particular to it: closed forms, independent oracles (dense linear algebra, nflows,
-torch.distributions), its options, its NaN policy, its errors, opcheck of its kernels, torch.compile."""
+(and fp64 gradcheck with forward AD), under `torch.func.jvp` and under `torch.func.vmap`; every compiled
+kernel it reaches passes `torch.library.opcheck`; it compiles with `torch.compile(fullgraph=True,
+dynamic=True)`. Each op's own file keeps what is particular to it: closed forms, independent oracles
+(dense linear algebra, nflows, torch.distributions), its options (modes, tails, inverse) through the
+same checks, its NaN policy, its errors."""
 
 from __future__ import annotations
 
@@ -108,3 +110,65 @@ def test_jvp_and_vmap_match_the_twin(name, device):
     looped = [outputs(spec.reference(first, *inputs[1:])) for first in stacked]
     for k, a in enumerate(outputs(mapped)):
         torch.testing.assert_close(a, torch.stack([row[k] for row in looped]), rtol=1e-9, atol=1e-9)
+
+
+class _RecordKernelCalls(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records every call of a compiled mfkernels kernel (the OpOverload and its arguments)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func.namespace == "mfkernels" and func not in self.calls:
+            detach = lambda v: v.detach().clone() if isinstance(v, torch.Tensor) else v  # noqa: E731
+            self.calls[func] = (tuple(detach(a) for a in args), {k: detach(v) for k, v in kwargs.items()})
+        return func(*args, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("name", NAMES)
+def test_opcheck_every_kernel_the_op_calls(name, dtype, device):
+    """torch.library.opcheck (schema, fake/Meta kernel, autograd registration, AOT dispatch) of every
+    compiled kernel that the op's forward, backward and tangent (and, for twice-differentiable ops, the
+    double backward) reach, with the arguments they got."""
+    spec = ops.get_op(name)
+    inputs = make(name, 3, dtype, device)
+    tangents = tuple(torch.randn_like(t) for t in inputs)
+    recorder = _RecordKernelCalls()
+    with recorder:
+        result = spec.op(*inputs)
+        total = weighted_total(result, [torch.ones_like(o) for o in outputs(result)])
+        grads = torch.autograd.grad(total, inputs, allow_unused=True, create_graph=spec.second_order)
+        torch.func.jvp(spec.op, tuple(t.detach() for t in inputs), tangents)
+        if spec.second_order:
+            torch.autograd.grad(sum(g.square().sum() for g in grads if g is not None), inputs, allow_unused=True)
+    assert recorder.calls, f"{name} reached no mfkernels kernel"
+    if spec.second_order:
+        assert any(func.name().endswith("_backward_jvp") for func in recorder.calls), "no second-order kernel reached"
+    for func, (args, kwargs) in recorder.calls.items():
+        torch.library.opcheck(func, args, kwargs)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_torch_compile_fullgraph_dynamic(name, device):
+    """The op traces into one graph (Meta kernels on symbolic shapes), at two batch sizes without a
+    recompile per size, with values and gradients equal to eager."""
+    spec = ops.get_op(name)
+
+    def total(*inputs):
+        return weighted_total(spec.op(*inputs), [1.0] * 8)
+
+    compiled = torch.compile(total, fullgraph=True, dynamic=True)
+    for batch in (3, 5):
+        inputs = make(name, batch, torch.float64, device)
+        value = compiled(*inputs)
+        expected = total(*inputs)
+        torch.testing.assert_close(value, expected, rtol=1e-9, atol=1e-9)
+        grads = torch.autograd.grad(value, inputs, allow_unused=True)
+        eager = torch.autograd.grad(expected, inputs, allow_unused=True)
+        for a, b in zip(grads, eager):
+            assert (a is None) == (b is None)
+            if a is not None:
+                torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
