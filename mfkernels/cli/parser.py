@@ -1,16 +1,7 @@
 """The `mfkernels` command line (also `python -m mfkernels`): info, bench, train, eval, sample, reproduce.
 
 References:
-    | Denoising Normalizing Flow (Horvat and Pfister, NeurIPS 2021)
-    | docs/papers.md, paper 000
-    | Normalizing Flows Across Dimensions (Cunningham et al., 2020)
-    | https://arxiv.org/abs/2006.13070
-    | Joint Manifold Learning and Density Estimation Using Normalizing Flows (Razavi et al., 2022)
-    | https://arxiv.org/abs/2206.03293
-    | Spread Flows for Manifold Modelling (Zhang et al., 2021)
-    | https://arxiv.org/abs/2109.14216
-    | Chart flows (a poster)
-    | docs/papers.md, paper 004
+    | The papers listed in docs/papers.md (titles, authors, links and the equation map)
 """
 
 from __future__ import annotations

@@ -6,12 +6,7 @@ p(x) = p(u) * det(J^T J)^(-1/2) (M-flow, paper 000; chart flows, paper 004 eq. 2
 Cholesky factor, and differentiates analytically: d/dJ = J (J^T J)^{-1}, tangent tr((J^T J)^{-1} J^T dJ).
 
 References:
-    | Denoising Normalizing Flow (Horvat and Pfister, NeurIPS 2021)
-    | docs/papers.md, paper 000
-    | Chart flows (a poster)
-    | docs/papers.md, paper 004
-    | Flows for simultaneous manifold learning and density estimation (Brehmer and Cranmer, 2020)
-    | https://arxiv.org/abs/2003.13913
+    | The papers listed in docs/papers.md (titles, authors, links and the equation map)
 """
 
 from __future__ import annotations
