@@ -10,7 +10,8 @@ Layers, each usable alone (only the first three are imported with the package):
     mfkernels.reproduce  the papers' experiments (`mfkernels reproduce NAME`)
     mfkernels.bench      speed against plain torch, nflows and torch.distributions (`mfkernels bench`)
     mfkernels.cli        the `mfkernels` command line
-plus mfkernels.data (generated and bundled data sets) and mfkernels.metrics (density and sample quality).
+plus mfkernels.data (generated and bundled data sets), mfkernels.metrics (density and sample quality) and
+mfkernels.cpu_memory (keep freed CPU memory in the process, so fresh op outputs do not page-fault).
 The papers are listed in docs/papers.md.
 """
 

@@ -22,8 +22,12 @@ def _info(args) -> int:
 
 
 def _bench(args) -> int:
-    from .. import bench
+    from .. import bench, cpu_memory
 
+    if args.retain_freed_memory and not cpu_memory.retain_freed_memory():
+        print("mfkernels bench: --retain-freed-memory needs glibc's mallopt, which this platform lacks",
+              file=sys.stderr)
+        return 2
     try:
         report = bench.run(ops=args.ops, device=args.device, dtype=args.dtype, quick=args.quick,
                            seed=args.seed)
@@ -112,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exact", action="store_true",
                    help="also time training by the exact manifold likelihood (exact and stochastic log-volume "
                         "steps vs plain torch; CPU)")
+    p.add_argument("--retain-freed-memory", action="store_true",
+                   help="keep freed CPU memory in the process (glibc mallopt; see mfkernels.cpu_memory), so that "
+                        "fresh outputs do not page-fault; ops and baselines alike")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.set_defaults(func=_bench)
 

@@ -75,6 +75,24 @@ def test_bench_report_and_json(tmp_path, monkeypatch):
     assert "speed-up" in bench.format_table(report)
 
 
+def test_bench_retain_freed_memory_is_recorded(tmp_path):
+    # in a child process: mallopt changes the whole process's allocator
+    path = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "mfkernels", "bench", "--quick", "--ops", "gram_logdet", "--retain-freed-memory",
+         "--json", str(path)], capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "freed CPU memory retained" in result.stdout
+    assert json.loads(path.read_text())["cpu_freed_memory_retained"] is True
+    child = subprocess.run(
+        [sys.executable, "-c", "from mfkernels import cpu_memory as m; print(m.freed_memory_retained(), "
+         "m.retain_freed_memory(), m.retain_freed_memory(), m.freed_memory_retained())"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert child.stdout.split() == ["False", "True", "True", "True"], child.stderr
+
+
 def test_bench_rejects_unknown_op_and_missing_cuda(capsys):
     assert cli.main(["bench", "--ops", "no_such_op"]) == 2
     assert "unknown op 'no_such_op'" in capsys.readouterr().err

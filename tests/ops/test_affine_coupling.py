@@ -195,3 +195,19 @@ def test_bad_inputs_raise_clear_errors(device):
         torch.ops.mfkernels.affine_coupling_backward(x, torch.zeros(2, device=device), x, x, x)
     with pytest.raises(RuntimeError, match="argument 'mode' must be one of"):
         torch.ops.mfkernels.affine_coupling_forward(x, x, x, "nope")
+
+
+@pytest.mark.parametrize("inverse", [False, True], ids=["forward", "inverse"])
+@pytest.mark.parametrize("mode,clamp", MODES, ids=MODE_IDS)
+def test_expanded_output_gradients_are_read_as_they_are(mode, clamp, inverse, device, gen):
+    # y.sum() hands back a gradient with strides (0, 0), y.sum(1) one with strides (1, 0): the CPU kernel
+    # reads both without materialising them; the gradients must equal the twin's
+    x, t, s = (rand(5, 3, 4, gen=gen, device=device).requires_grad_() for _ in range(3))
+    w = rand(5, gen=gen, device=device)
+    for reduce in (lambda y: y.sum(), lambda y: (y.sum((1, 2)) * w).sum(), lambda y: y.sum(2).sum()):
+        grads = []
+        for f in (ops.affine_coupling, reference.affine_coupling):
+            y, ld = f(x, t, s, mode=mode, clamp=clamp, inverse=inverse)
+            grads.append(torch.autograd.grad(reduce(y) + (ld * w).sum(), (x, t, s)))
+        for a, b in zip(*grads):
+            torch.testing.assert_close(a, b)
