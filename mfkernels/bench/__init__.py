@@ -7,12 +7,14 @@ one process (same-run ratios of medians, interleaved), as `mfkernels bench` prin
 - `models`: model-level comparisons (M-flow's exact density, DNF steps, spread flow, NIF, pixel rejection);
 - `gram_timing`: the exact Gram density of a model against per-point autograd Jacobians, shared with
   the reproductions;
+- `profile`: where each op's CPU forward + backward goes (its kernels alone, the rest of the call, the
+  first touch of fresh outputs, a copy of its bytes);
 - `exact_training`: training by the exact manifold likelihood (the exact and the stochastic log-volume
   step against plain torch through nflows' layers).
 """
 
-from . import exact_training, flows, gram_timing, models, ops
+from . import exact_training, flows, gram_timing, models, ops, profile
 from .ops import DTYPES, format_table, forward_backward, roofline, run, write_json
 
 __all__ = ["DTYPES", "exact_training", "flows", "format_table", "forward_backward", "gram_timing", "models", "ops",
-           "roofline", "run", "write_json"]
+           "profile", "roofline", "run", "write_json"]

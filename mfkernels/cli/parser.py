@@ -41,6 +41,9 @@ def _bench(args) -> int:
     if args.models:
         report["models"] = bench.models.run(device=args.device, quick=args.quick, seed=args.seed)
         print("\n" + bench.models.format_table(report["models"]))
+    if args.profile:
+        report["profile"] = bench.profile.run(ops=args.ops, dtype=args.dtype, quick=args.quick, seed=args.seed)
+        print("\n" + bench.profile.format_table(report["profile"]))
     if args.exact:
         report["exact_training"] = bench.exact_training.run(quick=args.quick, seed=args.seed)
         print("\n" + bench.exact_training.format_table(report["exact_training"]))
@@ -116,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exact", action="store_true",
                    help="also time training by the exact manifold likelihood (exact and stochastic log-volume "
                         "steps vs plain torch; CPU)")
+    p.add_argument("--profile", action="store_true",
+                   help="also split each op's CPU forward + backward into its compiled kernels, the rest of the "
+                        "call, the first touch of the kernels' outputs and a copy of the op's bytes")
     p.add_argument("--retain-freed-memory", action="store_true",
                    help="keep freed CPU memory in the process (glibc mallopt; see mfkernels.cpu_memory), so that "
                         "fresh outputs do not page-fault; ops and baselines alike")

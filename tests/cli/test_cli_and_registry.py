@@ -75,6 +75,24 @@ def test_bench_report_and_json(tmp_path, monkeypatch):
     assert "speed-up" in bench.format_table(report)
 
 
+def test_bench_profile_splits_the_call_into_its_kernels(monkeypatch):
+    from mfkernels.ops import _registry
+
+    spec = all_ops()["affine_coupling"]
+    monkeypatch.setitem(_registry._REGISTRY, "affine_coupling",
+                        _registry.OpSpec(**{**spec.__dict__, "bench_shapes": [(64, 32)]}))
+    report = bench.profile.run(ops=["affine_coupling"], quick=True)
+    (row,) = report["rows"]
+    assert row["shape"] == [64, 32]
+    assert set(row["kernels_ms"]) == {"mfkernels.affine_coupling_forward.default",
+                                      "mfkernels.affine_coupling_backward.default"}
+    assert abs(row["kernels_total_ms"] - sum(row["kernels_ms"].values())) < 1e-12
+    assert row["whole_call_ms"] > 0 and row["alloc_touch_outputs_ms"] > 0 and row["copy_fewest_ms"] > 0
+    # y (64, 32) and logabsdet (64,), then three (64, 32) gradients, in float32
+    assert abs(row["kernel_output_mb"] - 4 * (4 * 64 * 32 + 64) / 1e6) < 1e-12
+    assert "affine_coupling_backward" in bench.profile.format_table(report)
+
+
 def test_bench_retain_freed_memory_is_recorded(tmp_path):
     # in a child process: mallopt changes the whole process's allocator
     path = tmp_path / "bench.json"
