@@ -19,7 +19,7 @@ from ..ops import all_ops, get_op
 from .ops import DTYPES, _copy_seconds, _median_seconds, _nbytes, _total
 
 
-class _KernelRecorder(TorchDispatchMode):
+class KernelRecorder(TorchDispatchMode):
     """Records each mfkernels kernel reached (its OpOverload and its arguments, detached but in their
     layout: an expanded gradient stays expanded), once."""
 
@@ -54,7 +54,7 @@ def profile_op(name: str, dtype: str = "float32", min_run_time: float = 0.5, see
     shape = spec.bench_shapes[0]
     inputs = spec.make_inputs(shape, DTYPES[dtype], "cpu", torch.Generator().manual_seed(seed))
     inputs = tuple(t.requires_grad_(t.is_floating_point()) for t in inputs)
-    recorder = _KernelRecorder()
+    recorder = KernelRecorder()
     with recorder:
         _whole_call(spec.op, inputs)()
     kernels = {}

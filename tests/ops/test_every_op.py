@@ -16,6 +16,7 @@ import torch
 from small_shapes import SMALL
 
 from mfkernels import ops
+from mfkernels.bench.profile import KernelRecorder
 
 # the batch size of these shapes is replaced by 0, 1 and 3
 TEST_SHAPES = SMALL
@@ -112,21 +113,6 @@ def test_jvp_and_vmap_match_the_twin(name, device):
         torch.testing.assert_close(a, torch.stack([row[k] for row in looped]), rtol=1e-9, atol=1e-9)
 
 
-class _RecordKernelCalls(torch.utils._python_dispatch.TorchDispatchMode):
-    """Records every call of a compiled mfkernels kernel (the OpOverload and its arguments)."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = {}
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func.namespace == "mfkernels" and func not in self.calls:
-            detach = lambda v: v.detach().clone() if isinstance(v, torch.Tensor) else v  # noqa: E731
-            self.calls[func] = (tuple(detach(a) for a in args), {k: detach(v) for k, v in kwargs.items()})
-        return func(*args, **kwargs)
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("name", NAMES)
 def test_opcheck_every_kernel_the_op_calls(name, dtype, device):
@@ -136,7 +122,7 @@ def test_opcheck_every_kernel_the_op_calls(name, dtype, device):
     spec = ops.get_op(name)
     inputs = make(name, 3, dtype, device)
     tangents = tuple(torch.randn_like(t) for t in inputs)
-    recorder = _RecordKernelCalls()
+    recorder = KernelRecorder()
     with recorder:
         result = spec.op(*inputs)
         total = weighted_total(result, [torch.ones_like(o) for o in outputs(result)])
