@@ -1,13 +1,14 @@
 // CPU kernels of the rational-quadratic spline op (math in math/rq_spline.h). Elements are split
-// over threads in chunks of kChunk. A chunk's parameters are transposed so that bin i of
-// consecutive elements is contiguous, and every step of the math runs as one loop over the chunk's
-// elements (bins in the outer loop), for the compiler to vectorise (8 float / 4 double elements per
-// AVX2 instruction). gcc 12 vectorises most of these loops, but not the float bin-scan loop ("control
-// flow in loop"); this form still measured faster than a plain per-element loop. The GPU composes the
-// same step functions per element.
+// over threads in chunks of kChunk. A chunk's parameters are transposed (chunk_transpose.h) so that
+// bin i of consecutive elements is contiguous, and every step of the math runs as one loop over the
+// chunk's elements (bins in the outer loop), for the compiler to vectorise (8 float / 4 double
+// elements per AVX2 instruction). gcc 12 vectorises most of these loops, but not the float bin-scan
+// loop ("control flow in loop"); this form still measured faster than a plain per-element loop. The
+// GPU composes the same step functions per element.
 #include "../common/dual.h"
 #include "../math/rq_spline_config.h"
 #include "../ops/rq_spline.h"
+#include "chunk_transpose.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -24,17 +25,14 @@ namespace {
 constexpr int64_t kChunk = 64;
 constexpr int64_t kGrain = 16 * kChunk;
 
-// dst[i * kChunk + e] = src[e * m + i] for n elements of m values each, and back.
 template <typename T>
-void to_columns(const T* MFK_RESTRICT src, int64_t m, int64_t n, T* MFK_RESTRICT dst) {
-  for (int64_t e = 0; e < n; ++e)
-    for (int64_t i = 0; i < m; ++i) dst[i * kChunk + e] = src[e * m + i];
+void to_columns(const T* src, int64_t m, int64_t n, T* dst) {
+  cpu::to_columns(src, m, n, dst, kChunk);
 }
 
 template <typename T>
-void from_columns(const T* MFK_RESTRICT src, int64_t m, int64_t n, T* MFK_RESTRICT dst) {
-  for (int64_t e = 0; e < n; ++e)
-    for (int64_t i = 0; i < m; ++i) dst[e * m + i] = src[i * kChunk + e];
+void from_columns(const T* src, int64_t m, int64_t n, T* dst) {
+  cpu::from_columns(src, m, n, dst, kChunk);
 }
 
 // Per-element state of one chunk, one array per field (what the SIMD loops read and write).

@@ -59,10 +59,12 @@ def _total(out) -> torch.Tensor:
 
 
 def forward_backward(fn, inputs):
-    """A zero-argument callable: fn(*inputs), then the gradients of all its outputs' sum w.r.t. inputs."""
+    """A zero-argument callable: fn(*inputs), then the gradients of all its outputs' sum w.r.t. the
+    inputs that require grad (a benchmark shape may leave some out, e.g. data x in a likelihood)."""
+    wrt = [t for t in inputs if isinstance(t, torch.Tensor) and t.requires_grad]
 
     def run():
-        torch.autograd.grad(_total(fn(*inputs)), inputs)
+        torch.autograd.grad(_total(fn(*inputs)), wrt)
 
     return run
 

@@ -128,12 +128,15 @@ register_loop_vmap("mfkernels::lowrank_gaussian_log_prob_jvp")
 
 
 def _bench_inputs(shape, dtype, device, generator):
-    B, D, K = shape
+    """shape (B, D, K), or (B, D, K, 0) for data x that does not require grad (a likelihood's usual case)."""
+    B, D, K = shape[:3]
+    x_grad = len(shape) < 4 or bool(shape[3])
     x = torch.randn(B, D, dtype=dtype, generator=generator)
     loc = torch.randn(D, dtype=dtype, generator=generator)
     W = torch.randn(D, K, dtype=dtype, generator=generator) / K**0.5
     diag = 0.5 + torch.rand(D, dtype=dtype, generator=generator)
-    return tuple(t.to(device).requires_grad_() for t in (x, loc, W, diag))
+    x = x.to(device).requires_grad_(x_grad)
+    return (x,) + tuple(t.to(device).requires_grad_() for t in (loc, W, diag))
 
 
 def _bench_torch_distributions():
@@ -146,9 +149,9 @@ register(
         op=lowrank_gaussian_log_prob,
         reference=reference.lowrank_gaussian_log_prob,
         make_inputs=_bench_inputs,
-        bench_shapes=[(256, 3072, 64), (1024, 64, 8)],
-        gpu_bench_shapes=[(4096, 3072, 64), (65536, 64, 8)],
-        shape_names="(B, D, K)",
+        bench_shapes=[(256, 3072, 64), (256, 3072, 64, 0), (1024, 64, 8)],
+        gpu_bench_shapes=[(4096, 3072, 64), (4096, 3072, 64, 0), (65536, 64, 8)],
+        shape_names="(B, D, K[, x requires grad])",
         primitives=("lowrank_gaussian_log_prob_forward", "lowrank_gaussian_log_prob_backward",
                     "lowrank_gaussian_log_prob_jvp"),
         baselines={"torch.distributions": _bench_torch_distributions},

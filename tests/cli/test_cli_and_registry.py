@@ -75,6 +75,21 @@ def test_bench_report_and_json(tmp_path, monkeypatch):
     assert "speed-up" in bench.format_table(report)
 
 
+def test_bench_forward_backward_skips_inputs_without_grad():
+    # lowrank_gaussian_log_prob's (B, D, K, 0) shape: data x without grad, the others differentiated
+    spec = all_ops()["lowrank_gaussian_log_prob"]
+    inputs = spec.make_inputs((16, 8, 2, 0), torch.float64, "cpu", torch.Generator().manual_seed(0))
+    assert [t.requires_grad for t in inputs] == [False, True, True, True]
+    seen = []
+    real_grad = torch.autograd.grad
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(torch.autograd, "grad", lambda out, wrt: seen.append(wrt) or real_grad(out, wrt))
+        bench.forward_backward(spec.op, inputs)()
+    assert len(seen) == 1 and [id(t) for t in seen[0]] == [id(t) for t in inputs[1:]]
+    with_x = spec.make_inputs((16, 8, 2), torch.float64, "cpu", torch.Generator().manual_seed(0))
+    assert all(t.requires_grad for t in with_x)
+
+
 def test_bench_profile_splits_the_call_into_its_kernels(monkeypatch):
     from mfkernels.ops import _registry
 
