@@ -168,10 +168,12 @@ MFK_HD void sample_forward(const T* x, const T* b, const T* A, const T* inv_var,
 // then grad_A += S A (G + G^T), grad_S += diag(A (G + G^T) A^T) / 2, grad_log_sigma = -2 S grad_S - sum w.
 // Strides: samples are `sample_stride_r` apart in t / grad_x and `sample_stride_c` in the c-sized arrays.
 template <typename T, int kC = 0>
-MFK_HD void block_backward(int64_t B, const T* g_log_px, const T* g_manifold, const T* g_z_mean, const T* g_z_point,
-                           const T* A, const T* inv_var, const T* t, const T* z_mean, const T* z_point, const T* K1,
-                           const T* K0, int r, int c_runtime, int64_t sample_stride_r, int64_t sample_stride_c,
-                           T* grad_x, T* grad_A, T* grad_log_sigma) {
+MFK_HD void block_backward(int64_t B, const T* MFK_RESTRICT g_log_px, const T* MFK_RESTRICT g_manifold,
+                           const T* MFK_RESTRICT g_z_mean, const T* MFK_RESTRICT g_z_point, const T* MFK_RESTRICT A,
+                           const T* MFK_RESTRICT inv_var, const T* MFK_RESTRICT t, const T* MFK_RESTRICT z_mean,
+                           const T* MFK_RESTRICT z_point, const T* MFK_RESTRICT K1, const T* MFK_RESTRICT K0, int r,
+                           int c_runtime, int64_t sample_stride_r, int64_t sample_stride_c, T* MFK_RESTRICT grad_x,
+                           T* MFK_RESTRICT grad_A, T* MFK_RESTRICT grad_log_sigma) {
   const int c = kC > 0 ? kC : c_runtime;
   T G[kMaxLatent * kMaxLatent];
   T gu[kMaxLatent];

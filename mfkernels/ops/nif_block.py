@@ -42,6 +42,7 @@ class _NifBlock(torch.autograd.Function):
         ctx.b_shape = b.shape
         _, _, z_mean, z_point, t, u, K1, K0 = output
         ctx.mark_non_differentiable(t, u, K1, K0)
+        ctx.set_materialize_grads(False)  # no zero gradients built for the saved t, u, K1, K0
         ctx.save_for_backward(A, log_sigma, t, u, z_mean, z_point, K1, K0)
         ctx.save_for_forward(A, log_sigma, t, z_mean, z_point, K1, K0)
 
