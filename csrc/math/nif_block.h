@@ -135,16 +135,34 @@ template <typename T, int kC = 0>
 MFK_HD void sample_forward(const T* x, const T* b, const T* A, const T* inv_var, const T* K1, const T* K0, int r,
                            int c_runtime, T* t, T* u, T* z_mean, T* z_point, T& quad, T& u_zm, T& u_zp) {
   const int c = kC > 0 ? kC : c_runtime;
-  T uu[kMaxLatent];
-  for (int a = 0; a < c; ++a) uu[a] = T(0);
+  // even and odd rows summed apart: one running sum is a chain of r dependent FMAs, and the
+  // CPU forward waited on FMA latency
+  T uu[kMaxLatent], odd[kMaxLatent];
+  for (int a = 0; a < c; ++a) uu[a] = odd[a] = T(0);
+  T quad_odd = T(0);
   quad = T(0);
-  for (int i = 0; i < r; ++i) {
+  int i = 0;
+  for (; i + 1 < r; i += 2) {
+    const T mu0 = x[i] - b[i], mu1 = x[i + 1] - b[i + 1];
+    const T t0 = mu0 * inv_var[i], t1 = mu1 * inv_var[i + 1];
+    t[i] = t0;
+    t[i + 1] = t1;
+    quad += mu0 * t0;
+    quad_odd += mu1 * t1;
+    for (int a = 0; a < c; ++a) {
+      uu[a] += A[i * c + a] * t0;
+      odd[a] += A[(i + 1) * c + a] * t1;
+    }
+  }
+  if (i < r) {
     const T mu = x[i] - b[i];
     const T ti = mu * inv_var[i];
     t[i] = ti;
     quad += mu * ti;
     for (int a = 0; a < c; ++a) uu[a] += A[i * c + a] * ti;
   }
+  quad += quad_odd;
+  for (int a = 0; a < c; ++a) uu[a] += odd[a];
   u_zm = T(0);
   u_zp = T(0);
   for (int a = 0; a < c; ++a) {
