@@ -64,56 +64,46 @@ inline void transpose4(__m256d r[4]) {
 }
 
 // Lane mask of the first `count` lanes (count in 1..width).
-inline __m256i first_lanes32(int64_t count) {
+inline __m256i first_lanes(int64_t count, float) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
-inline __m256i first_lanes64(int64_t count) {
+inline __m256i first_lanes(int64_t count, double) {
   return _mm256_cmpgt_epi64(_mm256_set1_epi64x(count), _mm256_setr_epi64x(0, 1, 2, 3));
 }
 
+// The intrinsics per scalar type, overloaded so that one Ops template serves both.
+inline __m256 load_all(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256d load_all(const double* p) { return _mm256_loadu_pd(p); }
+inline __m256 load_masked(const float* p, __m256i m) { return _mm256_maskload_ps(p, m); }
+inline __m256d load_masked(const double* p, __m256i m) { return _mm256_maskload_pd(p, m); }
+inline void store_all(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
+inline void store_all(double* p, __m256d v) { _mm256_storeu_pd(p, v); }
+inline void store_masked(float* p, __m256i m, __m256 v) { _mm256_maskstore_ps(p, m, v); }
+inline void store_masked(double* p, __m256i m, __m256d v) { _mm256_maskstore_pd(p, m, v); }
+inline void transpose(__m256 r[8]) { transpose8(r); }
+inline void transpose(__m256d r[4]) { transpose4(r); }
+
 // The vector and its operations per scalar type (float: 8 lanes, double: 4).
 template <typename T>
-struct Ops;
-
-template <>
-struct Ops<float> {
-  using V = __m256;
-  static constexpr int kWidth = 8;
-  static __m256i mask(int64_t count) { return first_lanes32(count); }
-  static V load(const float* p, int64_t count) {
-    return count == kWidth ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask(count));
+struct Ops {
+  using V = decltype(load_all(static_cast<const T*>(nullptr)));
+  static constexpr int kWidth = static_cast<int>(sizeof(V) / sizeof(T));
+  static V load(const T* p, int64_t count) {
+    return count == kWidth ? load_all(p) : load_masked(p, first_lanes(count, T()));
   }
-  static void store(float* p, V v, int64_t count) {
+  static void store(T* p, V v, int64_t count) {
     if (count == kWidth)
-      _mm256_storeu_ps(p, v);
+      store_all(p, v);
     else
-      _mm256_maskstore_ps(p, mask(count), v);
+      store_masked(p, first_lanes(count, T()), v);
   }
-  static V zero() { return _mm256_setzero_ps(); }
-  static void transpose(V r[kWidth]) { transpose8(r); }
+  static V zero() { return V{}; }
 };
 
-template <>
-struct Ops<double> {
-  using V = __m256d;
-  static constexpr int kWidth = 4;
-  static __m256i mask(int64_t count) { return first_lanes64(count); }
-  static V load(const double* p, int64_t count) {
-    return count == kWidth ? _mm256_loadu_pd(p) : _mm256_maskload_pd(p, mask(count));
-  }
-  static void store(double* p, V v, int64_t count) {
-    if (count == kWidth)
-      _mm256_storeu_pd(p, v);
-    else
-      _mm256_maskstore_pd(p, mask(count), v);
-  }
-  static V zero() { return _mm256_setzero_pd(); }
-  static void transpose(V r[kWidth]) { transpose4(r); }
-};
-
-// Blocks of width elements x width values; returns the first element left to the scalar loop.
-template <typename T>
-int64_t to_columns_blocks(const T* src, int64_t m, int64_t n, T* dst, int64_t ld) {
+// Blocks of width elements x width values, rows to columns (kToColumns) or back; returns the first
+// element left to the scalar loop.
+template <bool kToColumns, typename T>
+int64_t transpose_blocks(const T* src, int64_t m, int64_t n, T* dst, int64_t ld) {
   using O = Ops<T>;
   constexpr int W = O::kWidth;
   int64_t e0 = 0;
@@ -121,25 +111,19 @@ int64_t to_columns_blocks(const T* src, int64_t m, int64_t n, T* dst, int64_t ld
     for (int64_t i0 = 0; i0 < m; i0 += W) {
       const int64_t count = m - i0 < W ? m - i0 : W;
       typename O::V r[W];
-      for (int j = 0; j < W; ++j) r[j] = O::load(src + (e0 + j) * m + i0, count);
-      O::transpose(r);  // r[j] now holds value i0 + j of the W elements
-      for (int j = 0; j < count; ++j) O::store(dst + (i0 + j) * ld + e0, r[j], W);
-    }
-  return e0;
-}
-
-template <typename T>
-int64_t from_columns_blocks(const T* src, int64_t m, int64_t n, T* dst, int64_t ld) {
-  using O = Ops<T>;
-  constexpr int W = O::kWidth;
-  int64_t e0 = 0;
-  for (; e0 + W <= n; e0 += W)
-    for (int64_t i0 = 0; i0 < m; i0 += W) {
-      const int64_t count = m - i0 < W ? m - i0 : W;
-      typename O::V r[W];
-      for (int j = 0; j < W; ++j) r[j] = j < count ? O::load(src + (i0 + j) * ld + e0, W) : O::zero();
-      O::transpose(r);  // r[j] now holds values i0 .. i0 + count - 1 of element e0 + j
-      for (int j = 0; j < W; ++j) O::store(dst + (e0 + j) * m + i0, r[j], count);
+      for (int j = 0; j < W; ++j) {
+        if (kToColumns)
+          r[j] = O::load(src + (e0 + j) * m + i0, count);  // element e0 + j's values i0 ..
+        else
+          r[j] = j < count ? O::load(src + (i0 + j) * ld + e0, W) : O::zero();  // value i0 + j of W elements
+      }
+      transpose(r);
+      for (int j = 0; j < (kToColumns ? count : W); ++j) {
+        if (kToColumns)
+          O::store(dst + (i0 + j) * ld + e0, r[j], W);
+        else
+          O::store(dst + (e0 + j) * m + i0, r[j], count);
+      }
     }
   return e0;
 }
@@ -147,28 +131,30 @@ int64_t from_columns_blocks(const T* src, int64_t m, int64_t n, T* dst, int64_t 
 }  // namespace simd
 #endif
 
+// The SIMD blocks where there are any, the scalar loop for the rest.
+template <bool kToColumns, typename T>
+void transpose_chunk(const T* __restrict__ src, int64_t m, int64_t n, T* __restrict__ dst, int64_t ld) {
+  int64_t e0 = 0;
+#if defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
+    e0 = simd::transpose_blocks<kToColumns>(src, m, n, dst, ld);
+#endif
+  if (kToColumns)
+    to_columns_scalar(src, m, n, dst, ld, e0);
+  else
+    from_columns_scalar(src, m, n, dst, ld, e0);
+}
+
 // dst[i * ld + e] = src[e * m + i] for e < n, i < m.
 template <typename T>
 void to_columns(const T* __restrict__ src, int64_t m, int64_t n, T* __restrict__ dst, int64_t ld) {
-#if defined(__AVX2__)
-  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-    to_columns_scalar(src, m, n, dst, ld, simd::to_columns_blocks(src, m, n, dst, ld));
-    return;
-  }
-#endif
-  to_columns_scalar(src, m, n, dst, ld);
+  transpose_chunk<true>(src, m, n, dst, ld);
 }
 
 // dst[e * m + i] = src[i * ld + e] for e < n, i < m.
 template <typename T>
 void from_columns(const T* __restrict__ src, int64_t m, int64_t n, T* __restrict__ dst, int64_t ld) {
-#if defined(__AVX2__)
-  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-    from_columns_scalar(src, m, n, dst, ld, simd::from_columns_blocks(src, m, n, dst, ld));
-    return;
-  }
-#endif
-  from_columns_scalar(src, m, n, dst, ld);
+  transpose_chunk<false>(src, m, n, dst, ld);
 }
 
 }  // namespace cpu
