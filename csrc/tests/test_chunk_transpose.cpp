@@ -34,6 +34,7 @@ int main() {
       check_sizes<float>(m, n, 64);
       check_sizes<double>(m, n, 64);
       check_sizes<float>(m, n, n + 3);
+      check_sizes<double>(m, n, n + 3);
     }
   return mfk_test::finish("chunk_transpose");
 }
